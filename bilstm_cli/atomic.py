@@ -1,0 +1,60 @@
+"""Atomic file writes: a temporary file in the same folder, then a rename.
+
+An interrupted or failed write never leaves a half-written file under the final name, and
+never destroys the previous version of that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    Example:
+        >>> with atomic_path("model.keras") as tmp:  # doctest: +SKIP
+        ...     model.save(tmp)
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # keep the suffix: some writers (Keras, matplotlib, numpy) choose the format from it
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    os.chmod(temporary_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; honour the umask
+    try:
+        yield temporary_path
+        _fsync(temporary_path)
+        os.replace(temporary_path, target)
+    finally:
+        if temporary_path.exists():
+            temporary_path.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError), open(path, "rb+") as handle:
+        os.fsync(handle.fileno())

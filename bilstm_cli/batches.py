@@ -1,0 +1,135 @@
+"""Training and validation batches as stacked arrays, one slice per optimizer step.
+
+The compiled training loop runs many steps per call, so batches are laid out as
+``(steps, batch, ...)`` arrays. Every step has the same shape: a short last batch is filled
+with zero-weight sequences, which changes neither the loss nor the gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DataConfig
+from .data import PER_STEP, SHUFFLE_STREAM, TRAIN_STREAM, Dataset, cumulative_sum_task, stream_rng
+
+
+@dataclass
+class Batches:
+    """``steps`` batches of ``batch`` sequences.
+
+    Attributes:
+        x: float32 ``(steps, batch, T, F)``.
+        lengths: int32 ``(steps, batch)``.
+        y: int32 ``(steps, batch, P)``: ``P = T`` for per-step labels, 1 per sequence.
+        mask: float32 ``(steps, batch, P)``: 1 on real labelled positions, 0 on padding.
+        weight: float32 ``(steps, batch, P)``: mask times the class weight of the label.
+    """
+
+    x: np.ndarray
+    lengths: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    weight: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return int(self.x.shape[0])
+
+    def slice(self, start: int, stop: int) -> "Batches":
+        return Batches(*(array[start:stop] for array in self.arrays()))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.x, self.lengths, self.y, self.mask, self.weight
+
+    def padded_to(self, steps: int) -> "Batches":
+        """The same batches followed by all-zero steps, for a fixed compiled shape."""
+        missing = steps - self.steps
+        if missing <= 0:
+            return self
+        return Batches(*(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)]) for a in self.arrays()))
+
+    @staticmethod
+    def concatenate(parts: list["Batches"]) -> "Batches":
+        return Batches(*(np.concatenate(arrays) for arrays in zip(*(p.arrays() for p in parts))))
+
+
+def make_batches(dataset: Dataset, batch_size: int, class_weights: np.ndarray | None = None) -> Batches:
+    """Split a labelled dataset, in order, into equally shaped batches."""
+    count = dataset.size
+    steps = max(1, math.ceil(count / batch_size))
+    slots = steps * batch_size
+    per_step = dataset.task == PER_STEP
+    positions = dataset.timesteps if per_step else 1
+
+    x = np.zeros((slots, dataset.timesteps, dataset.features), dtype=np.float32)
+    x[:count] = dataset.x
+    lengths = np.ones(slots, dtype=np.int32)  # filler sequences get length 1, weight 0
+    lengths[:count] = dataset.lengths
+    y = np.zeros((slots, positions), dtype=np.int32)
+    y[:count] = dataset.y if per_step else dataset.y[:, None]
+    mask = np.zeros((slots, positions), dtype=np.float32)
+    mask[:count] = dataset.step_mask() if per_step else 1.0
+    weight = mask if class_weights is None else mask * class_weights[y].astype(np.float32)
+
+    def stack(array: np.ndarray) -> np.ndarray:
+        return array.reshape(steps, batch_size, *array.shape[1:])
+
+    return Batches(stack(x), stack(lengths), stack(y), stack(mask), stack(weight))
+
+
+class OnlineSource:
+    """The tutorial's protocol: every epoch trains on freshly drawn sequences.
+
+    Epoch ``e`` of seed ``s`` always gets the same sequences (drawn from the stream
+    ``(s, TRAIN_STREAM, e)``), whatever happened before it: that is what makes resumed runs
+    identical and compare's variants see the same data.
+    """
+
+    def __init__(self, data: DataConfig, batch_size: int, seed: int, class_weights: np.ndarray | None = None):
+        self.data = data
+        self.batch_size = batch_size
+        self.seed = seed
+        self.class_weights = class_weights
+        self.steps_per_epoch = math.ceil(data.samples_per_epoch / batch_size)
+        self.timesteps = data.timesteps
+
+    def epoch_dataset(self, epoch: int) -> Dataset:
+        rng = stream_rng(self.seed, TRAIN_STREAM, epoch)
+        data = self.data
+        return cumulative_sum_task(data.samples_per_epoch, data.timesteps, data.threshold, rng, data.task)
+
+    def batches(self, start_epoch: int, stop_epoch: int) -> Batches:
+        return Batches.concatenate(
+            [make_batches(self.epoch_dataset(e), self.batch_size, self.class_weights) for e in range(start_epoch, stop_epoch)]
+        )
+
+
+class DatasetSource:
+    """Epochs over a fixed dataset, shuffled per epoch with the stream ``(seed, SHUFFLE, epoch)``."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, class_weights: np.ndarray | None = None):
+        self.dataset = dataset
+        self.batch_size = min(batch_size, dataset.size)
+        self.seed = seed
+        self.class_weights = class_weights
+        self.steps_per_epoch = math.ceil(dataset.size / self.batch_size)
+        self.timesteps = dataset.timesteps
+
+    def batches(self, start_epoch: int, stop_epoch: int) -> Batches:
+        parts = []
+        for epoch in range(start_epoch, stop_epoch):
+            order = stream_rng(self.seed, SHUFFLE_STREAM, epoch).permutation(self.dataset.size)
+            parts.append(make_batches(self.dataset.subset(order), self.batch_size, self.class_weights))
+        return Batches.concatenate(parts)
+
+
+def balanced_class_weights(dataset: Dataset, num_classes: int) -> np.ndarray:
+    """Weights ``n / (C * count_c)``, as scikit-learn's 'balanced'; unseen classes get 1."""
+    counts = np.bincount(dataset.valid_labels(), minlength=num_classes).astype(np.float64)
+    weights = np.ones(num_classes)
+    seen = counts > 0
+    weights[seen] = counts.sum() / (seen.sum() * counts[seen])
+    return weights.astype(np.float32)

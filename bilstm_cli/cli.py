@@ -1,0 +1,241 @@
+"""Command-line interface: parse flags, build the config, call one core function, report.
+
+This is the only module that maps exceptions to exit codes. TensorFlow, pandas and
+matplotlib are imported inside the commands that need them, so ``bilstm --help``,
+``bilstm config ...`` and ``bilstm generate`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+
+# ---------------------------------------------------------------------------- error handling
+
+
+class BilstmGroup(click.Group):
+    """A group that turns project errors into one-line messages and documented exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(os.environ.get("BILSTM_DEBUG")) or "--debug" in sys.argv[1:]
+        try:
+            return super().invoke(ctx)
+        except BilstmError as exc:
+            if debug:
+                traceback.print_exc()
+            _print_error(str(exc))
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _print_error("interrupted")
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # the reader of our stdout went away (e.g. `| head`): not an error of ours
+            _silence_stdout()
+            ctx.exit(0)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for people
+            if debug:
+                traceback.print_exc()
+            _print_error(f"internal error: {type(exc).__name__}: {exc}")
+            if not debug:
+                click.echo("  run again with --debug for the traceback, and report it", err=True)
+            ctx.exit(EXIT_FAILURE)
+
+
+def _print_error(message: str) -> None:
+    lines = message.splitlines() or [""]
+    click.echo(f"error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        click.echo(f"  {line.strip()}" if line.startswith("  hint") else f"error: {line}", err=True)
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# ---------------------------------------------------------------------------- reusable options
+
+
+def config_options(function: Callable) -> Callable:
+    """``--config FILE`` and repeatable ``--set section.key=value``."""
+    function = click.option(
+        "--set",
+        "assignments",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable).",
+    )(function)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="YAML config file (see configs/).",
+    )(function)
+
+
+def model_options(function: Callable) -> Callable:
+    for decorator in reversed(
+        [
+            click.option("--kind", type=click.Choice(["lstm", "bilstm"]), help="Model kind."),
+            click.option(
+                "--direction",
+                type=click.Choice(["forward", "backward", "backward-unaligned"]),
+                help="LSTM direction (implies --kind lstm).",
+            ),
+            click.option(
+                "--merge",
+                type=click.Choice(["concat", "sum", "mul", "ave"]),
+                help="BiLSTM merge mode (implies --kind bilstm).",
+            ),
+            click.option("--units", type=int, help="LSTM units per direction."),
+            click.option("--layers", type=int, help="Stacked recurrent layers."),
+            click.option("--dropout", type=float, help="Dropout after each recurrent layer."),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+def train_options(function: Callable) -> Callable:
+    for decorator in reversed(
+        [
+            click.option("--epochs", type=int, help="Training epochs."),
+            click.option("--batch-size", type=int, help="Sequences per optimizer step."),
+            click.option("--learning-rate", type=float, help="Optimizer learning rate."),
+            click.option("--seed", type=int, help="Random seed (drawn and recorded if absent)."),
+            device_option,
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+device_option = click.option("--device", help="auto, cpu, gpu or gpu:N.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors and the product.")
+
+
+def model_flags(kind, direction, merge, units, layers, dropout) -> dict[str, Any]:
+    """Dedicated model flags as config paths; --merge/--direction imply the kind."""
+    flags: dict[str, Any] = {"model.units": units, "model.layers": layers, "model.dropout": dropout}
+    if merge is not None:
+        flags.update({"model.kind": "bilstm", "model.merge": merge, "model.direction": _CLEAR})
+    if direction is not None:
+        flags.update({"model.kind": "lstm", "model.direction": direction, "model.merge": _CLEAR})
+    if kind is not None:
+        flags["model.kind"] = kind
+        # switching kind drops the other kind's setting unless it was given explicitly
+        flags.setdefault("model.merge" if kind == "lstm" else "model.direction", _CLEAR)
+    return flags
+
+
+_CLEAR = object()  # a flag value meaning "set this key to null"
+
+
+def resolve(config_file, assignments, flags: dict[str, Any]):
+    """The one place every command builds its config (defaults < file < --set < flags)."""
+    from .config import resolve_config
+
+    values = {path: (None if value is _CLEAR else value) for path, value in flags.items()}
+    cleared = [path for path, value in flags.items() if value is _CLEAR]
+    return resolve_config(config_file, assignments, values, cleared)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@click.group(cls=BilstmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bilstm")
+@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own logs.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Train, evaluate and honestly compare LSTM and BiLSTM sequence classifiers.
+
+    \b
+    Quick start:
+      bilstm train --merge concat            # BiLSTM on the cumulative-sum task
+      bilstm compare --modes sum,mul,ave,concat --repeats 10
+      bilstm generate --samples 5 | bilstm predict runs/NAME -
+    """
+    ctx.obj = {"debug": debug}
+    if debug:
+        os.environ["BILSTM_DEBUG"] = "1"
+
+
+@main.command()
+@config_options
+@click.option("--samples", type=int, default=1000, show_default=True, help="Number of sequences.")
+@click.option("--timesteps", type=int, help="Steps per sequence (data.timesteps, default 10).")
+@click.option("--threshold", type=float, help="Label limit as a fraction of timesteps (default 0.25).")
+@click.option("--task", type=click.Choice(["per-step", "sequence"]), help="Labels per step or per sequence.")
+@click.option("--seed", type=int, help="Seed (same seed, byte-identical output).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "npz", "jsonl"]), help="Default: from -o's extension.")
+@click.option("-o", "--output", default="-", show_default=True, help="Output file, '-' for stdout.")
+@quiet_option
+def generate(config_file, assignments, samples, timesteps, threshold, task, seed, fmt, output, quiet):
+    """Generate the tutorial's cumulative-sum sequence task."""
+    from .commands.generate import run_generate
+
+    config = resolve(
+        config_file,
+        assignments,
+        {"data.timesteps": timesteps, "data.threshold": threshold, "data.task": task, "data.seed": seed},
+    )
+    result = run_generate(config, samples, output, fmt)
+    if not quiet:
+        target = "stdout" if result.path == "-" else result.path
+        click.echo(
+            f"wrote {result.samples} sequences x {result.timesteps} steps ({result.fmt}) to {target}, "
+            f"seed {result.seed}",
+            err=True,
+        )
+
+
+@main.group()
+def config() -> None:
+    """Show or check configurations."""
+
+
+@config.command("show")
+@config_options
+@model_options
+@train_options
+def config_show(config_file, assignments, **flags):
+    """Print the resolved config as YAML (valid input for --config)."""
+    resolved = resolve(config_file, assignments, common_flags(flags))
+    click.echo(resolved.to_yaml(), nl=False)
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=True))
+@quiet_option
+def config_validate(file, quiet):
+    """Check a config file; exit 0 if valid, 2 with the problems if not."""
+    resolve(file, (), {})
+    if not quiet:
+        click.echo(f"{file}: valid", err=True)
+
+
+def common_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Map the shared model/train flags onto config key paths."""
+    mapped = model_flags(
+        flags.pop("kind", None),
+        flags.pop("direction", None),
+        flags.pop("merge", None),
+        flags.pop("units", None),
+        flags.pop("layers", None),
+        flags.pop("dropout", None),
+    )
+    for name in ("epochs", "batch_size", "learning_rate", "seed", "device"):
+        if name in flags:
+            mapped[f"train.{name}"] = flags.pop(name)
+    return mapped

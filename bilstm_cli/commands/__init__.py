@@ -1,0 +1,1 @@
+"""One module per command: the core function each CLI command calls (no click, no printing)."""

@@ -1,0 +1,41 @@
+"""``bilstm generate``: write the tutorial's task to a file or stdout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ..data import cumulative_sum_task
+from ..errors import UsageError
+from ..formats import write_dataset
+
+# Refuse to allocate more than this for generated data (an absurd --samples/--timesteps).
+MAX_GENERATED_BYTES = 8 * 2**30
+
+
+@dataclass
+class GenerateResult:
+    samples: int
+    timesteps: int
+    seed: int
+    path: str
+    fmt: str
+
+
+def run_generate(config: Config, samples: int, output: str, fmt: str | None) -> GenerateResult:
+    """Generate ``samples`` sequences of the configured task and write them to ``output``."""
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    data = config.data
+    needed = samples * data.timesteps * (4 + 8) * 2  # x float32 + labels int64, plus the cumsum
+    if needed > MAX_GENERATED_BYTES:
+        raise UsageError(
+            f"{samples} sequences x {data.timesteps} steps needs about {needed / 2**30:.0f} GiB; refusing",
+            "generate fewer sequences or shorter ones, or in several files",
+        )
+    seed = data.seed if data.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+    dataset = cumulative_sum_task(samples, data.timesteps, data.threshold, np.random.default_rng(seed), data.task)
+    used_format = write_dataset(dataset, output, fmt)
+    return GenerateResult(samples, data.timesteps, seed, output, used_format)

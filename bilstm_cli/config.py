@@ -1,0 +1,368 @@
+"""Typed configuration: schema, YAML loading, overrides and precedence.
+
+One function, :func:`resolve_config`, implements the precedence used by every command:
+
+    built-in defaults < --config FILE < --set section.key=value < dedicated flags
+
+Validation is strict: unknown keys, wrong types, out-of-range values and combinations
+that make no sense raise :class:`~bilstm_cli.errors.ConfigError` naming the key path,
+the source (file and line, or the --set option) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Kind = Literal["lstm", "bilstm"]
+Direction = Literal["forward", "backward", "backward-unaligned"]
+Merge = Literal["concat", "sum", "mul", "ave"]
+Task = Literal["per-step", "sequence"]
+
+MERGE_MODES: tuple[str, ...] = ("concat", "sum", "mul", "ave")
+DIRECTIONS: tuple[str, ...] = ("forward", "backward", "backward-unaligned")
+# Refuse sizes that could only come from a typo before anything is allocated.
+MAX_TIMESTEPS = 1_000_000
+MAX_SAMPLES = 100_000_000
+MAX_SEED = 2**32 - 1
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DataConfig(Section):
+    """Where sequences come from: the generated cumulative-sum task or files."""
+
+    task: Task = Field("per-step", description="per-step labels (tutorial) or one label per sequence")
+    timesteps: int = Field(10, ge=1, le=MAX_TIMESTEPS, description="steps per generated sequence")
+    threshold: float = Field(0.25, gt=0, le=1, description="label limit as a fraction of timesteps")
+    samples_per_epoch: int = Field(32, ge=1, le=MAX_SAMPLES, description="fresh sequences per epoch")
+    validation_size: int = Field(1000, ge=0, le=MAX_SAMPLES, description="held-out fresh sequences")
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="training stream seed (default: train.seed)")
+    validation_seed: int = Field(2017, ge=0, le=MAX_SEED, description="seed of the fixed validation set")
+    train_path: Optional[str] = Field(None, description="dataset file; null = generate the task")
+    val_path: Optional[str] = Field(None, description="validation dataset file")
+    validation_split: float = Field(0.0, ge=0, lt=1, description="stratified hold-out fraction of train_path")
+    standardize: bool = Field(False, description="per-feature standardisation fitted on training data")
+
+
+class ModelSettings(Section):
+    """The network: a (stacked) LSTM or Bidirectional LSTM with a per-step or pooled head."""
+
+    kind: Kind = "bilstm"
+    direction: Optional[Direction] = Field(None, description="lstm only; default forward")
+    merge: Optional[Merge] = Field(None, description="bilstm only; default concat")
+    units: int = Field(20, ge=1, le=4096)
+    layers: int = Field(1, ge=1, le=16)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    pooling: Literal["last", "mean"] = Field("last", description="sequence task: final states or masked mean")
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> "ModelSettings":
+        if self.kind == "lstm":
+            if self.merge is not None:
+                raise ValueError(
+                    f"model.merge={self.merge} only applies to kind bilstm; "
+                    "remove model.merge or set model.kind=bilstm"
+                )
+            if self.direction is None:
+                self.direction = "forward"
+        else:
+            if self.direction is not None:
+                raise ValueError(
+                    f"model.direction={self.direction} only applies to kind lstm "
+                    "(a BiLSTM runs both directions); remove model.direction or set model.kind=lstm"
+                )
+            if self.merge is None:
+                self.merge = "concat"
+        return self
+
+    @property
+    def variant(self) -> str:
+        """Short name such as ``bilstm-concat`` or ``lstm-backward``."""
+        return f"bilstm-{self.merge}" if self.kind == "bilstm" else f"lstm-{self.direction}"
+
+
+class EarlyStopping(Section):
+    enabled: bool = False
+    patience: int = Field(10, ge=1, description="epochs without val_loss improvement before stopping")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(3000, ge=1, le=100_000_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(0.001, gt=0, le=100)
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
+    device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto, cpu, gpu or gpu:N")
+    log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
+    jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA; auto = on for CPU")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
+    checkpoint_every: Optional[int] = Field(None, ge=1, description="epochs; null = at every logged row")
+
+
+class CompareConfig(Section):
+    variants: list[str] = Field(default_factory=lambda: ["lstm-forward", "lstm-backward", "bilstm-concat"])
+    repeats: int = Field(10, ge=1, le=10_000)
+    workers: int = Field(1, ge=1, le=256)
+    accuracy_threshold: float = Field(0.9, gt=0, le=1, description="for epochs-to-threshold")
+
+
+class OutputConfig(Section):
+    root: str = Field("runs", description="parent folder of run directories")
+    name: Optional[str] = Field(None, description="run directory name; null = timestamp + model tag")
+    overwrite: bool = Field(False, description="replace an existing run directory")
+
+
+class Config(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- key paths
+
+
+def _key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(_key_paths(annotation, path + "."))
+    return paths
+
+
+VALID_KEYS: tuple[str, ...] = tuple(_key_paths(Config))
+
+
+def closest_key(path: str) -> str | None:
+    """The valid key path nearest to a misspelt one, for 'did you mean' hints."""
+    matches = difflib.get_close_matches(path, VALID_KEYS, n=1, cutoff=0.6)
+    if not matches:  # a right key in the wrong section: compare the last part only
+        leaf = path.rsplit(".", 1)[-1]
+        by_leaf = {key.rsplit(".", 1)[-1]: key for key in VALID_KEYS}
+        leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
+        matches = [by_leaf[leaf_match[0]]] if leaf_match else []
+    return matches[0] if matches else None
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+class _Source:
+    """Where a value came from, so errors can point at it."""
+
+    def __init__(self, label: str, lines: dict[str, int] | None = None):
+        self.label = label
+        self.lines = lines or {}
+
+    def where(self, path: str) -> str:
+        line = self.lines.get(path)
+        return f"{self.label}, line {line}" if line else self.label
+
+
+def _line_numbers(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}{key_node.value}"
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_line_numbers(value_node, path + "."))
+    return lines
+
+
+def load_yaml_file(path: str | Path) -> tuple[dict[str, Any], _Source]:
+    """Read a config file into a plain mapping; every failure is one clear ConfigError."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config file not found: {file}", "check the path given to --config")
+    if file.is_dir():
+        raise ConfigError(f"config path is a directory, not a file: {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(file)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{file}: the config file is empty", "give at least one section, e.g. 'train: {epochs: 100}'")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{file}: the config must be a mapping of sections (data, model, train, compare, output), "
+            f"not a {type(data).__name__}"
+        )
+    return data, _Source(str(file), _line_numbers(node))
+
+
+def parse_set_option(assignment: str) -> dict[str, Any]:
+    """Turn ``train.learning_rate=0.01`` into a nested mapping; the value is a YAML scalar."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. --set train.epochs=100")
+    path, raw = assignment.split("=", 1)
+    path = path.strip()
+    if not path or any(not part for part in path.split(".")):
+        raise ConfigError(f"--set {assignment!r}: empty key; expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not valid YAML: keep it as a plain string and let validation judge it
+    return nest(path, value)
+
+
+def nest(path: str, value: Any) -> dict[str, Any]:
+    result: Any = value
+    for part in reversed(path.split(".")):
+        result = {part: result}
+    return result
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in mapping.items():
+        path = f"{prefix}{key}"
+        keys.add(path)
+        if isinstance(value, dict):
+            keys |= _flatten(value, path + ".")
+    return keys
+
+
+# ---------------------------------------------------------------------------- resolve
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    assignments: tuple[str, ...] | list[str] = (),
+    flags: dict[str, Any] | None = None,
+    clear: tuple[str, ...] | list[str] = (),
+) -> Config:
+    """Build the one typed config for a command, applying the documented precedence.
+
+    Args:
+        config_file: optional YAML file (``--config``).
+        assignments: ``--set section.key=value`` strings, applied in order.
+        flags: dedicated flags as ``{"train.epochs": 5, ...}``; ``None`` values are ignored.
+        clear: key paths that flags set to null (``--merge`` clears ``model.direction``).
+
+    Example:
+        >>> resolve_config(assignments=["train.epochs=5"], flags={"model.units": 8}).train.epochs
+        5
+    """
+    layers: list[tuple[dict[str, Any], _Source]] = []
+    if config_file is not None:
+        layers.append(load_yaml_file(config_file))
+    for assignment in assignments:
+        layers.append((parse_set_option(assignment), _Source(f"--set {assignment}")))
+    flag_values: dict[str, Any] = {}
+    for path, value in (flags or {}).items():
+        if value is not None or path in clear:
+            flag_values = deep_merge(flag_values, nest(path, value))
+    if flag_values:
+        layers.append((flag_values, _Source("command-line flags")))
+
+    merged: dict[str, Any] = {}
+    for mapping, _ in layers:
+        merged = deep_merge(merged, mapping)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise _explain(exc, layers) from None
+
+
+def _source_of(path: str, layers: list[tuple[dict[str, Any], _Source]]) -> str:
+    """The last layer that set ``path`` (or, failing that, its closest parent)."""
+    parts = path.split(".")
+    for length in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:length])
+        for mapping, source in reversed(layers):
+            if prefix in _flatten(mapping):
+                return source.where(prefix)
+    return "built-in defaults"
+
+
+def _explain(exc: ValidationError, layers: list[tuple[dict[str, Any], _Source]]) -> ConfigError:
+    """Turn pydantic's report into one line per problem a person can act on."""
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for error in exc.errors():
+        # drop pydantic's union-branch tags ('bool', "literal['auto']", ...) from the location
+        parts = [str(p) for p in error["loc"] if not _is_union_tag(str(p))]
+        path = ".".join(parts)
+        if error["type"] == "value_error":  # a combination check names its own key
+            match = re.search(r"\b(\w+\.\w+)=", str(error["msg"]))
+            path = match.group(1) if match else path
+        by_path.setdefault(path, []).append(error)
+
+    messages = []
+    for path, errors in by_path.items():
+        where = _source_of(path, layers)
+        first = errors[0]
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            suggestion = closest_key(path)
+            hint = f" (did you mean {suggestion}?)" if suggestion else ""
+            messages.append(f"{where}: unknown key '{path}'{hint}")
+        elif kind == "value_error":
+            reason = str(first.get("ctx", {}).get("error", first["msg"]))
+            messages.append(f"{where}: invalid combination: {reason}")
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            messages.append(f"{where}: '{path}' must be a mapping of keys, got {first['input']!r}")
+        else:
+            allowed = " or ".join(dict.fromkeys(_allowed(error) for error in errors))
+            messages.append(f"{where}: {path}={first.get('input')!r} is not allowed: {allowed}")
+    more = f"\n(and {len(messages) - 5} more)" if len(messages) > 5 else ""
+    return ConfigError("\n".join(messages[:5]) + more)
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in {"bool", "str", "int", "float", "none"} or part.startswith(
+        ("literal[", "dict[", "function-", "constrained-")
+    )
+
+
+def _allowed(error: dict[str, Any]) -> str:
+    context = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "literal_error":
+        return f"expected one of {context.get('expected')}"
+    if kind == "bool_parsing" or kind == "bool_type":
+        return "expected true or false"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return error["msg"].lower()
+    if kind == "string_pattern_mismatch":
+        return "expected auto, cpu, gpu or gpu:N"
+    return error["msg"].lower()
+

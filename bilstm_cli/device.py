@@ -1,0 +1,143 @@
+"""Device selection, TensorFlow start-up settings and seeds.
+
+Everything that must happen before TensorFlow is imported lives here, so commands call
+:func:`select_device` first and import Keras after it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import DeviceError
+
+
+def configure_environment() -> None:
+    """Quiet TensorFlow's C++ logs and turn on the persistent XLA compilation cache.
+
+    The cache keeps compiled training loops between runs (keyed by the compiled program, so
+    a changed model or TensorFlow version compiles afresh); ``BILSTM_XLA_CACHE=off`` disables
+    it, ``BILSTM_XLA_CACHE=DIR`` moves it.
+    """
+    debug = bool(os.environ.get("BILSTM_DEBUG"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "0" if debug else "3")
+    cache = os.environ.get("BILSTM_XLA_CACHE", "")
+    if cache.lower() in ("off", "0", "false", "no"):
+        return
+    directory = Path(cache) if cache else _cache_home() / "bilstm" / "xla"
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in flags:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return  # an unwritable cache only costs compile time
+        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={directory}".strip()
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up chatter hidden (unless BILSTM_DEBUG is set).
+
+    Some CUDA-stub messages are written to file descriptor 2 before TensorFlow's log level
+    applies, so stderr itself is parked on /dev/null for the import.
+    """
+    configure_environment()
+    if "tensorflow" in sys.modules or os.environ.get("BILSTM_DEBUG"):
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+@dataclass
+class DeviceInfo:
+    """The device a command runs on, as recorded in metrics.json."""
+
+    requested: str
+    kind: str  # "cpu" or "gpu"
+    name: str  # TensorFlow device string, e.g. "/GPU:0"
+    description: str  # for people, e.g. "GPU 0 (NVIDIA H200)"
+    jit_compile: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_device(requested: str = "auto", jit_compile: bool | str = "auto", threads: int | None = None) -> DeviceInfo:
+    """Make only the requested device visible to TensorFlow and describe it.
+
+    Args:
+        requested: ``auto`` (a GPU if there is one), ``cpu``, ``gpu`` or ``gpu:N``.
+        jit_compile: XLA for the training loop; ``auto`` = on for CPU, off for GPU (where the
+            cuDNN LSTM kernel is faster and XLA cannot compile it).
+        threads: CPU threads per op (compare workers use 1 each).
+
+    Raises:
+        DeviceError: ``gpu`` was asked for and TensorFlow sees none (exit code 2).
+    """
+    tf = import_tensorflow()
+    if threads:
+        _try(lambda: tf.config.threading.set_intra_op_parallelism_threads(threads))
+        _try(lambda: tf.config.threading.set_inter_op_parallelism_threads(threads))
+    gpus = tf.config.list_physical_devices("GPU")
+    target = ("gpu:0" if gpus else "cpu") if requested == "auto" else requested
+    if target.startswith("gpu"):
+        index = int(target.split(":")[1]) if ":" in target else 0
+        if not gpus:
+            raise DeviceError(
+                f"--device {requested}: TensorFlow sees no GPU on this machine",
+                "use --device cpu (or auto); for NVIDIA GPUs install bilstm[gpu] and check nvidia-smi",
+            )
+        if index >= len(gpus):
+            raise DeviceError(f"--device {requested}: only {len(gpus)} GPU(s) visible (gpu:0..gpu:{len(gpus) - 1})")
+        _try(lambda: tf.config.set_visible_devices([gpus[index]], "GPU"))
+        _try(lambda: tf.config.experimental.set_memory_growth(gpus[index], True))
+        details = tf.config.experimental.get_device_details(gpus[index])
+        description = f"GPU {index} ({details.get('device_name', 'unknown')})"
+        info = DeviceInfo(requested, "gpu", "/GPU:0", description, False)
+    else:
+        if gpus:
+            _try(lambda: tf.config.set_visible_devices([], "GPU"))
+        info = DeviceInfo(requested, "cpu", "/CPU:0", f"CPU ({os.cpu_count()} cores)", True)
+    if jit_compile != "auto":
+        info.jit_compile = bool(jit_compile)
+    return info
+
+
+def _try(action) -> None:
+    # TensorFlow refuses device settings once its runtime has started (a second command
+    # in the same process, e.g. in tests); the first command's settings then stay.
+    try:
+        action()
+    except (RuntimeError, ValueError):
+        pass
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and Keras/TensorFlow: same seed, bit-identical CPU runs."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def draw_seed() -> int:
+    """A fresh random seed, for runs that were not given one (it is recorded)."""
+    import secrets
+
+    return secrets.randbelow(2**31)

@@ -1,0 +1,66 @@
+"""The project's exception types and the exit codes they map to.
+
+The core raises these; only ``cli.py`` turns them into exit codes and messages.
+Exit codes follow the project convention: 0 success, 1 failure while running,
+2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class BilstmError(Exception):
+    """Base class: a message for people and the exit code that goes with it.
+
+    Args:
+        message: what is wrong and where, in one line.
+        hint: optional second line saying how to fix it.
+    """
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(BilstmError):
+    """The configuration (file, --set, flags) is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(BilstmError):
+    """The command line asks for something impossible (missing file, unknown variant...)."""
+
+    exit_code = EXIT_USAGE
+
+
+class DeviceError(UsageError):
+    """The requested device does not exist on this machine."""
+
+
+class DataError(BilstmError):
+    """A dataset file exists but its contents are wrong."""
+
+
+class ModelError(BilstmError):
+    """A model file or run directory cannot be used."""
+
+
+class TrainingError(BilstmError):
+    """Training failed while running (for example a NaN loss)."""
+
+
+class Interrupted(BilstmError):
+    """The user interrupted the run; state was saved where possible."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,95 @@
+"""Build the Keras models: (stacked) LSTM forward/backward or Bidirectional LSTM.
+
+Every model takes two inputs, ``x`` ``(batch, steps, features)`` and ``lengths`` ``(batch,)``,
+so variable-length data is masked the same way in training, evaluation and prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from .config import ModelSettings
+from .data import PER_STEP
+from .layers import LengthMask, ReverseTime
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the data dictates about a model: input width, label kind, task."""
+
+    features: int
+    num_classes: int
+    task: str = PER_STEP
+
+    @property
+    def binary(self) -> bool:
+        return self.num_classes <= 2
+
+
+def build_model(
+    settings: ModelSettings,
+    spec: ModelSpec,
+    standardization: tuple[np.ndarray, np.ndarray] | None = None,
+) -> keras.Model:
+    """Build an uncompiled model for the given settings.
+
+    Args:
+        settings: kind, direction or merge mode, units, layers, dropout, pooling.
+        spec: number of features, number of classes, per-step or per-sequence labels.
+        standardization: optional per-feature (mean, variance) fitted on training data; it
+            becomes a Normalization layer, so it is saved with the model and applied by
+            evaluate and predict without further bookkeeping.
+
+    Example:
+        >>> model = build_model(ModelSettings(kind="bilstm", merge="sum"), ModelSpec(1, 2))
+        >>> model.output_shape
+        (None, None, 1)
+    """
+    x_input = keras.Input((None, spec.features), name="x")
+    lengths_input = keras.Input((), dtype="int32", name="lengths")
+    hidden = x_input
+    if standardization is not None:
+        mean, variance = standardization
+        hidden = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(hidden)
+    hidden = LengthMask(name="length_mask")([hidden, lengths_input])
+
+    for index in range(settings.layers):
+        last = index == settings.layers - 1
+        # the sequence task with 'last' pooling reads the final states of the last layer
+        sequences = not last or spec.task == PER_STEP or settings.pooling == "mean"
+        hidden = _recurrent_layer(settings, sequences, index)(hidden)
+        if settings.kind == "lstm" and settings.direction == "backward" and sequences:
+            hidden = ReverseTime(name=f"align_{index}")(hidden)
+        if settings.dropout > 0:
+            hidden = keras.layers.Dropout(settings.dropout, name=f"dropout_{index}")(hidden)
+
+    if spec.task != PER_STEP and settings.pooling == "mean":
+        hidden = keras.layers.GlobalAveragePooling1D(name="mean_pool")(hidden)  # masked mean
+    if spec.binary:
+        output = keras.layers.Dense(1, activation="sigmoid", name="head")(hidden)
+    else:
+        output = keras.layers.Dense(spec.num_classes, activation="softmax", name="head")(hidden)
+    return keras.Model([x_input, lengths_input], output, name=settings.variant)
+
+
+def _recurrent_layer(settings: ModelSettings, return_sequences: bool, index: int) -> keras.layers.Layer:
+    if settings.kind == "bilstm":
+        return keras.layers.Bidirectional(
+            keras.layers.LSTM(settings.units, return_sequences=return_sequences),
+            merge_mode=settings.merge,
+            name=f"bilstm_{index}",
+        )
+    return keras.layers.LSTM(
+        settings.units,
+        return_sequences=return_sequences,
+        go_backwards=settings.direction != "forward",
+        name=f"lstm_{index}",
+    )
+
+
+def load_model(path: str) -> keras.Model:
+    """Load a saved model.keras (our layers are registered by importing this module)."""
+    return keras.saving.load_model(path, compile=False)
