@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, UsageError
 
 # ---------------------------------------------------------------------------- error handling
 
@@ -239,3 +239,111 @@ def common_flags(flags: dict[str, Any]) -> dict[str, Any]:
         if name in flags:
             mapped[f"train.{name}"] = flags.pop(name)
     return mapped
+
+
+# ---------------------------------------------------------------------------- train
+
+EXPERIMENT_FLAGS = ("kind", "direction", "merge", "units", "layers", "dropout", "epochs", "batch_size",
+                    "learning_rate", "seed")
+
+
+@main.command()
+@config_options
+@model_options
+@train_options
+@click.option("--data", "data_path", help="Train on this dataset file ('-' for stdin) instead of generated data.")
+@click.option("--val-data", "val_path", help="Validation dataset file.")
+@click.option("--log-every", type=int, help="Epochs per logged row (default: about 20 rows).")
+@click.option("--out", help="Run directory (default: runs/<timestamp>-<model>).")
+@click.option("--name", help="Run directory name under output.root.")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory.")
+@json_option
+@quiet_option
+def train(config_file, assignments, data_path, val_path, log_every, out, name, force, resume, as_json, quiet, **flags):
+    """Train an LSTM or BiLSTM and save a run directory."""
+    from .commands.train import run_train
+    from .report import EpochReporter, emit_json, stderr_console
+
+    if resume:
+        changed = [f"--{k.replace('_', '-')}" for k in EXPERIMENT_FLAGS if flags.get(k) is not None]
+        changed += [n for n, v in (("--config", config_file), ("--set", assignments), ("--data", data_path),
+                                   ("--val-data", val_path), ("--log-every", log_every), ("--out", out),
+                                   ("--name", name)) if v]
+        if changed:
+            raise UsageError(
+                f"--resume continues with the run's saved config; {', '.join(changed)} would change the experiment",
+                "start a new run instead, or resume without those options",
+            )
+        config = resolve(os.path.join(resume, "config.yaml"), (), {"train.device": flags.get("device")})
+    else:
+        config = resolve(
+            config_file,
+            assignments,
+            {
+                **common_flags(flags),
+                "data.train_path": data_path,
+                "data.val_path": val_path,
+                "train.log_every": log_every,
+                "output.name": name,
+                "output.overwrite": True if force else None,
+            },
+        )
+    console = stderr_console()
+    reporter = EpochReporter(config.train.epochs, EpochReporter.choose_mode(as_json, quiet, console), console)
+    result = run_train(config, reporter, out=out, resume=resume)
+    if as_json:
+        emit_json({"event": "finished", "run_dir": str(result.run_dir), "metrics": result.metrics})
+    elif not quiet:
+        final, timing = result.metrics["final"], result.metrics["timing"]
+        console.print(
+            f"val_loss {_fmt(final['val_loss'])}  val_accuracy {_fmt(final['val_accuracy'])}  "
+            f"({result.metrics['epochs_run']} epochs, {timing['steps']} steps in {timing['train_seconds']:.1f}s, "
+            f"compile {timing['compile_seconds']:.1f}s)\nsaved {result.run_dir}/"
+        )
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# ---------------------------------------------------------------------------- evaluate / predict
+
+input_format_option = click.option(
+    "--input-format", type=click.Choice(["csv", "npz", "jsonl", "ts"]), help="Input format (default: from the name)."
+)
+
+
+@main.command()
+@click.argument("target", metavar="RUN_DIR|MODEL.keras")
+@click.option("--data", "data_path", help="Labelled dataset file ('-' for stdin); default: fresh sequences.")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Fresh sequences to draw without --data.")
+@click.option("--seed", type=int, help="Seed for the fresh sequences (drawn and shown if absent).")
+@click.option("--show", type=int, default=3, show_default=True, help="Expected/Predicted listing for K sequences.")
+@input_format_option
+@device_option
+@json_option
+def evaluate(target, data_path, samples, seed, show, input_format, device, as_json):
+    """Score a saved model: loss, accuracy, per-step accuracy, confusion matrix, per-class F1."""
+    from .commands.evaluate import run_evaluate
+    from .report import emit_json, print_evaluation, stdout_console
+
+    result = run_evaluate(target, data_path, samples, seed, show, device or "auto", input_format)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        print_evaluation(result, stdout_console())
+
+
+@main.command()
+@click.argument("target", metavar="RUN_DIR|MODEL.keras")
+@click.argument("input_path", metavar="INPUT|-")
+@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@input_format_option
+@device_option
+def predict(target, input_path, output_format, input_format, device):
+    """Per-step probability and class for every input sequence, to stdout."""
+    from .commands.predict import run_predict
+
+    sys.stdout.write(run_predict(target, input_path, output_format, device or "auto", input_format))
+    sys.stdout.flush()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -109,6 +109,12 @@ class TrainConfig(Section):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
     checkpoint_every: Optional[int] = Field(None, ge=1, description="epochs; null = at every logged row")
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        # YAML reads {0: 1.0} with integer keys; labels are matched as text
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 class CompareConfig(Section):

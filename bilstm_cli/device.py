@@ -9,32 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from .errors import DeviceError
 
 
 def configure_environment() -> None:
-    """Quiet TensorFlow's C++ logs and turn on the persistent XLA compilation cache.
-
-    The cache keeps compiled training loops between runs (keyed by the compiled program, so
-    a changed model or TensorFlow version compiles afresh); ``BILSTM_XLA_CACHE=off`` disables
-    it, ``BILSTM_XLA_CACHE=DIR`` moves it.
-    """
+    """Quiet TensorFlow's C++ logs unless BILSTM_DEBUG is set (must run before the import)."""
     debug = bool(os.environ.get("BILSTM_DEBUG"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "0" if debug else "3")
-    cache = os.environ.get("BILSTM_XLA_CACHE", "")
-    if cache.lower() in ("off", "0", "false", "no"):
-        return
-    directory = Path(cache) if cache else _cache_home() / "bilstm" / "xla"
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if "tf_xla_persistent_cache_directory" not in flags:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return  # an unwritable cache only costs compile time
-        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={directory}".strip()
 
 
 def import_tensorflow():
@@ -59,10 +42,6 @@ def import_tensorflow():
         os.close(saved)
         os.close(devnull)
     return tf
-
-
-def _cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
 @dataclass

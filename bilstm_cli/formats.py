@@ -375,6 +375,8 @@ def _jsonl_features(values: object, where: str, number: int) -> np.ndarray:
 
 def write_dataset(dataset: Dataset, path: str, fmt: str | None = None, stdout: BinaryIO | None = None) -> str:
     """Write a dataset atomically (``-`` writes to standard output). Returns the format used."""
+    if path != "-" and Path(path).is_dir():
+        raise UsageError(f"{path} is a directory; give a file name such as {path.rstrip('/')}/data.csv")
     fmt = format_from_name(path, fmt) or "csv"
     if fmt not in WRITABLE_FORMATS:
         raise UsageError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITABLE_FORMATS)}")
@@ -385,11 +387,8 @@ def write_dataset(dataset: Dataset, path: str, fmt: str | None = None, stdout: B
         stream.write(encode_dataset(dataset, fmt))
         stream.flush()
         return fmt
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{path} is a directory; give a file name such as {path.rstrip('/')}/data.{fmt}")
     try:
-        atomic.write_bytes(target, encode_dataset(dataset, fmt))
+        atomic.write_bytes(Path(path), encode_dataset(dataset, fmt))
     except OSError as exc:
         raise DataError(f"cannot write {path}: {exc.strerror}", "check that the folder exists and is writable") from None
     return fmt
@@ -412,7 +411,8 @@ def encode_dataset(dataset: Dataset, fmt: str) -> bytes:
     return _encode_jsonl(dataset)
 
 
-def _label_values(dataset: Dataset, codes: np.ndarray) -> np.ndarray:
+def _label_values(dataset: Dataset, codes: np.ndarray):
+    """Label names where the dataset has them, else the integer codes."""
     return np.asarray(dataset.classes, dtype=object)[codes] if dataset.classes is not None else codes
 
 
@@ -441,7 +441,8 @@ def _encode_jsonl(dataset: Dataset) -> bytes:
         record: dict[str, object] = {"x": _round_trip_floats(steps[:, 0] if dataset.features == 1 else steps)}
         if dataset.y is not None:
             codes = dataset.y[i, :length] if dataset.y.ndim == 2 else dataset.y[i]
-            record["y"] = _label_values(dataset, np.asarray(codes)).tolist()
+            labels = _label_values(dataset, np.asarray(codes))
+            record["y"] = labels.tolist() if isinstance(labels, np.ndarray) else labels
         lines.append(json.dumps(record, separators=(",", ":")))
     return ("\n".join(lines) + "\n").encode()
 

@@ -1,0 +1,73 @@
+"""``bilstm predict``: per-step (or per-sequence) probabilities and classes for new input."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from ..data import PER_STEP
+from ..device import select_device
+from ..evaluation import predicted_classes
+from ..inference import load_model_for_inference
+
+
+def run_predict(target: str, input_path: str, output_format: str = "csv", device: str = "auto",
+                input_format: str | None = None) -> str:
+    """Predict for every sequence of ``input_path`` (``-`` = stdin); returns CSV or JSONL text.
+
+    CSV columns: ``sequence,step,class,probability`` for binary models (probability of class
+    1, or of the sequence's label per sequence) and ``sequence,step,class,p_<name>...`` for
+    several classes; per-sequence models have no ``step`` column.
+    """
+    from ..formats import read_dataset
+
+    loaded = load_model_for_inference(target, select_device(device))
+    where = "<stdin>" if input_path == "-" else input_path
+    dataset = read_dataset(input_path, input_format, require_labels=False)
+    dataset.y = None  # labels in the input are ignored, and need not be known to the model
+    loaded.check(dataset, where)
+    probabilities = loaded.predict(dataset)
+    names = loaded.class_names()
+    if loaded.task == PER_STEP:
+        mask = dataset.step_mask()
+        sequence_index, step_index = np.nonzero(mask)
+        flat = probabilities[mask]
+    else:
+        sequence_index = np.arange(dataset.size)
+        step_index = None
+        flat = probabilities
+    classes = np.asarray(names, dtype=object)[predicted_classes(flat)]
+    binary = flat.shape[-1] == 1
+    if output_format == "jsonl":
+        return _jsonl(dataset.size, sequence_index, classes, flat, names, binary, step_index is not None)
+    return _csv(sequence_index, step_index, classes, flat, names, binary)
+
+
+def _csv(sequence_index, step_index, classes, flat, names, binary) -> str:
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    probability_columns = ["probability"] if binary else [f"p_{name}" for name in names]
+    writer.writerow(["sequence", *(["step"] if step_index is not None else []), "class", *probability_columns])
+    for row in range(len(sequence_index)):
+        steps = [int(step_index[row])] if step_index is not None else []
+        writer.writerow([int(sequence_index[row]), *steps, classes[row], *(f"{p:.6f}" for p in flat[row])])
+    return buffer.getvalue()
+
+
+def _jsonl(count, sequence_index, classes, flat, names, binary, per_step) -> str:
+    lines = []
+    bounds = np.searchsorted(sequence_index, np.arange(count + 1))  # rows are grouped by sequence
+    for i in range(count):
+        rows = range(bounds[i], bounds[i + 1])
+        probability = [round(float(p[0]), 6) if binary else [round(float(v), 6) for v in p] for p in flat[bounds[i] : bounds[i + 1]]]
+        record = {"sequence": i, "class": [classes[r] for r in rows], "probability": probability}
+        if not per_step:
+            record = {"sequence": i, "class": record["class"][0], "probability": record["probability"][0]}
+        if not binary:
+            record["classes"] = names
+        lines.append(json.dumps(record, separators=(",", ":")))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,79 @@
+"""A saved model ready to score or predict: load it, check input against it, run it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import PER_STEP, SEQUENCE, Dataset, align_labels
+from .device import DeviceInfo
+from .errors import DataError, ModelError
+from .runs import SavedRun, locate_run
+
+
+@dataclass
+class LoadedModel:
+    run: SavedRun
+    model: object
+    device: DeviceInfo
+    features: int
+    task: str
+    num_classes: int
+    classes: list[str] | None
+
+    def check(self, dataset: Dataset, where: str) -> Dataset:
+        """Refuse input the model cannot take; express labels in the model's codes."""
+        if dataset.features != self.features:
+            raise DataError(
+                f"{where}: {dataset.features} feature(s) per step, but the model was trained on {self.features}",
+                "give data with the same features as the training data",
+            )
+        if dataset.y is not None and dataset.task != self.task:
+            kind = "one label per sequence" if dataset.task == SEQUENCE else "labels per step"
+            raise DataError(f"{where}: the file has {kind}, but the model predicts {self._task_words()}")
+        return align_labels(dataset, self.classes, self.num_classes, where)
+
+    def _task_words(self) -> str:
+        return "a label for every step" if self.task == PER_STEP else "one label per sequence"
+
+    def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
+        """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
+        import tensorflow as tf
+
+        from .training import predict_in_batches
+
+        call = tf.function(lambda x, lengths: self.model([x, lengths], training=False))
+        return predict_in_batches(call, self.device.name, dataset.x, dataset.lengths, batch_size)
+
+    def class_names(self) -> list[str]:
+        return self.classes if self.classes else [str(k) for k in range(self.num_classes)]
+
+
+def load_model_for_inference(target: str, device: DeviceInfo) -> LoadedModel:
+    """Load a run directory or .keras file on ``device``; errors name the file and the problem."""
+    import tensorflow as tf
+
+    from .models import load_model
+
+    run = locate_run(target)
+    try:
+        with tf.device(device.name):
+            model = load_model(str(run.model_path))
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
+        raise ModelError(f"{run.model_path} is not a loadable Keras model ({type(exc).__name__}: {_first_line(exc)})") from None
+    inputs = model.inputs
+    if len(inputs) != 2:
+        raise ModelError(f"{run.model_path} was not made by bilstm (expected inputs x and lengths)")
+    features = int(inputs[0].shape[-1])
+    output_rank = len(model.output_shape)
+    spec = run.data_spec
+    task = spec.get("task") or (PER_STEP if output_rank == 3 else SEQUENCE)
+    width = int(model.output_shape[-1])
+    num_classes = int(spec.get("num_classes") or (2 if width == 1 else width))
+    return LoadedModel(run, model, device, features, task, num_classes, spec.get("classes"))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""

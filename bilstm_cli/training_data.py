@@ -1,0 +1,158 @@
+"""Turn a config into what training needs: a batch source, a validation set, the model spec.
+
+Shared by ``train`` and ``compare``. Two protocols:
+
+- online (no ``data.train_path``): fresh cumulative-sum sequences every epoch and a fixed
+  validation set of ``data.validation_size`` sequences drawn with ``data.validation_seed``;
+- dataset (``data.train_path``): epochs over the file, validation from ``data.val_path`` or a
+  stratified ``data.validation_split``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, make_batches
+from .config import Config
+from .data import (
+    PER_STEP,
+    SPLIT_STREAM,
+    VALIDATION_STREAM,
+    Dataset,
+    align_labels,
+    cumulative_sum_task,
+    stream_rng,
+)
+from .errors import ConfigError, DataError
+from .models import ModelSpec
+
+STANDARDIZE_STREAM = 5
+EVALUATION_BATCH = 1024
+
+
+@dataclass
+class TrainingData:
+    spec: ModelSpec
+    classes: list[str] | None
+    train_dataset: Dataset | None  # None for the online protocol
+    validation: Dataset | None
+    standardization: tuple[np.ndarray, np.ndarray] | None
+    class_weights: np.ndarray | None
+    timesteps: int
+
+    def source(self, config: Config, seed: int) -> OnlineSource | DatasetSource:
+        """The training batches of one run; the seed picks the sequences / the shuffles."""
+        batch_size = config.train.batch_size
+        if self.train_dataset is None:
+            return OnlineSource(config.data, batch_size, seed, self.class_weights)
+        return DatasetSource(self.train_dataset, batch_size, seed, self.class_weights)
+
+    def validation_batches(self) -> Batches | None:
+        if self.validation is None or self.validation.size == 0:
+            return None
+        return make_batches(self.validation, min(EVALUATION_BATCH, self.validation.size))
+
+    def describe(self) -> dict:
+        """What a saved model expects (written to data.json)."""
+        return {
+            "task": self.spec.task,
+            "features": self.spec.features,
+            "num_classes": self.spec.num_classes,
+            "classes": self.classes,
+            "timesteps": self.timesteps,
+            "standardized": self.standardization is not None,
+        }
+
+
+def prepare_training_data(config: Config, seed: int) -> TrainingData:
+    """Load or generate the data named by ``config`` and validate it, before any run starts."""
+    data = config.data
+    if data.train_path is None:
+        if data.val_path is not None or data.validation_split > 0:
+            raise ConfigError(
+                "data.val_path / data.validation_split need data.train_path",
+                "generated data is validated on data.validation_size fresh sequences",
+            )
+        validation = None
+        if data.validation_size > 0:
+            rng = stream_rng(data.validation_seed, VALIDATION_STREAM)
+            validation = cumulative_sum_task(data.validation_size, data.timesteps, data.threshold, rng, data.task)
+        sample = cumulative_sum_task(1000, data.timesteps, data.threshold, stream_rng(seed, STANDARDIZE_STREAM), data.task)
+        spec = ModelSpec(features=1, num_classes=2, task=data.task)
+        weights = _class_weights(config, sample, 2, None)
+        return TrainingData(spec, None, None, validation, _standardization(config, sample), weights, data.timesteps)
+
+    from .formats import read_dataset
+
+    train = read_dataset(data.train_path, task=data.task)
+    if data.val_path is not None:
+        validation = read_dataset(data.val_path, task=data.task)
+        if validation.features != train.features:
+            raise DataError(
+                f"{data.val_path}: {validation.features} features per step, but {data.train_path} has {train.features}"
+            )
+    elif data.validation_split > 0:
+        train, validation = stratified_split(train, data.validation_split, seed)
+    else:
+        validation = None
+    num_classes = train.num_classes
+    if validation is not None:
+        validation = align_labels(validation, train.classes, num_classes, data.val_path or data.train_path)
+    spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
+    weights = _class_weights(config, train, num_classes, train.classes)
+    return TrainingData(
+        spec, train.classes, train, validation, _standardization(config, train), weights, train.timesteps
+    )
+
+
+def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Hold out ``fraction`` of the sequences, keeping each class's share.
+
+    Sequences are stratified by their label (sequence task) or by the largest label among
+    their steps (per-step task: a sequence containing a rare event counts as that event).
+    """
+    if dataset.task == PER_STEP:
+        strata = np.where(dataset.step_mask(), dataset.y, -1).max(axis=1)
+    else:
+        strata = dataset.y
+    rng = stream_rng(seed, SPLIT_STREAM)
+    held_out = []
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        held_out.extend(members[: int(round(fraction * len(members)))])
+    held_out = np.sort(np.array(held_out, dtype=np.int64))
+    kept = np.setdiff1d(np.arange(dataset.size), held_out)
+    if len(held_out) == 0 or len(kept) == 0:
+        raise DataError(
+            f"validation_split={fraction} of {dataset.size} sequences leaves an empty "
+            f"{'validation' if len(held_out) == 0 else 'training'} set",
+            "use more data, another split, or --val-data",
+        )
+    return dataset.subset(kept), dataset.subset(held_out)
+
+
+def _standardization(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    if not config.data.standardize:
+        return None
+    steps = dataset.x[dataset.step_mask()]  # real steps only: padding must not shift the mean
+    variance = steps.var(axis=0)
+    return steps.mean(axis=0).astype(np.float32), np.where(variance > 0, variance, 1.0).astype(np.float32)
+
+
+def _class_weights(config: Config, dataset: Dataset, num_classes: int, classes: list[str] | None) -> np.ndarray | None:
+    setting = config.train.class_weight
+    if setting is None:
+        return None
+    if setting == "balanced":
+        return balanced_class_weights(dataset, num_classes)
+    names = classes if classes is not None else [str(k) for k in range(num_classes)]
+    weights = np.ones(num_classes, dtype=np.float32)
+    for label, weight in setting.items():
+        if str(label) not in names:
+            raise ConfigError(f"train.class_weight names class {label!r}, which is not in the data ({', '.join(names)})")
+        if weight <= 0:
+            raise ConfigError(f"train.class_weight[{label}]={weight} must be > 0")
+        weights[names.index(str(label))] = weight
+    return weights
