@@ -38,13 +38,13 @@ class Batches:
     def steps(self) -> int:
         return int(self.x.shape[0])
 
-    def slice(self, start: int, stop: int) -> "Batches":
+    def slice(self, start: int, stop: int) -> Batches:
         return Batches(*(array[start:stop] for array in self.arrays()))
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return self.x, self.lengths, self.y, self.mask, self.weight
 
-    def padded_to(self, steps: int) -> "Batches":
+    def padded_to(self, steps: int) -> Batches:
         """The same batches followed by all-zero steps, for a fixed compiled shape."""
         missing = steps - self.steps
         if missing <= 0:
@@ -52,7 +52,7 @@ class Batches:
         return Batches(*(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)]) for a in self.arrays()))
 
     @staticmethod
-    def concatenate(parts: list["Batches"]) -> "Batches":
+    def concatenate(parts: list[Batches]) -> Batches:
         return Batches(*(np.concatenate(arrays) for arrays in zip(*(p.arrays() for p in parts))))
 
 
@@ -103,7 +103,10 @@ class OnlineSource:
 
     def batches(self, start_epoch: int, stop_epoch: int) -> Batches:
         return Batches.concatenate(
-            [make_batches(self.epoch_dataset(e), self.batch_size, self.class_weights) for e in range(start_epoch, stop_epoch)]
+            [
+                make_batches(self.epoch_dataset(e), self.batch_size, self.class_weights)
+                for e in range(start_epoch, stop_epoch)
+            ]
         )
 
 

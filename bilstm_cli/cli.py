@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -243,8 +244,18 @@ def common_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- train
 
-EXPERIMENT_FLAGS = ("kind", "direction", "merge", "units", "layers", "dropout", "epochs", "batch_size",
-                    "learning_rate", "seed")
+EXPERIMENT_FLAGS = (
+    "kind",
+    "direction",
+    "merge",
+    "units",
+    "layers",
+    "dropout",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "seed",
+)
 
 
 @main.command()
@@ -267,9 +278,19 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
 
     if resume:
         changed = [f"--{k.replace('_', '-')}" for k in EXPERIMENT_FLAGS if flags.get(k) is not None]
-        changed += [n for n, v in (("--config", config_file), ("--set", assignments), ("--data", data_path),
-                                   ("--val-data", val_path), ("--log-every", log_every), ("--out", out),
-                                   ("--name", name)) if v]
+        changed += [
+            n
+            for n, v in (
+                ("--config", config_file),
+                ("--set", assignments),
+                ("--data", data_path),
+                ("--val-data", val_path),
+                ("--log-every", log_every),
+                ("--out", out),
+                ("--name", name),
+            )
+            if v
+        ]
         if changed:
             raise UsageError(
                 f"--resume continues with the run's saved config; {', '.join(changed)} would change the experiment",

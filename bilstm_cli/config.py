@@ -66,12 +66,11 @@ class ModelSettings(Section):
     pooling: Literal["last", "mean"] = Field("last", description="sequence task: final states or masked mean")
 
     @model_validator(mode="after")
-    def _check_combination(self) -> "ModelSettings":
+    def _check_combination(self) -> ModelSettings:
         if self.kind == "lstm":
             if self.merge is not None:
                 raise ValueError(
-                    f"model.merge={self.merge} only applies to kind bilstm; "
-                    "remove model.merge or set model.kind=bilstm"
+                    f"model.merge={self.merge} only applies to kind bilstm; remove model.merge or set model.kind=bilstm"
                 )
             if self.direction is None:
                 self.direction = "forward"
@@ -101,7 +100,7 @@ class TrainConfig(Section):
     epochs: int = Field(3000, ge=1, le=100_000_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(0.001, gt=0, le=100)
+    learning_rate: float = Field(0.001, gt=0)
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto, cpu, gpu or gpu:N")
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
@@ -371,4 +370,3 @@ def _allowed(error: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return "expected auto, cpu, gpu or gpu:N"
     return error["msg"].lower()
-

@@ -5,8 +5,8 @@ No TensorFlow here: ``bilstm generate`` must start fast.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class Dataset:
             raise DataError("this dataset has no labels")
         return self.y if self.y.ndim == 1 else self.y[self.step_mask()]
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray) -> Dataset:
         y = None if self.y is None else self.y[index]
         return Dataset(self.x[index], y, self.lengths[index], self.classes)
 
@@ -202,8 +202,7 @@ def align_labels(dataset: Dataset, classes: list[str] | None, num_classes: int, 
     for code in used_codes:
         if file_names[code] not in lookup:
             raise DataError(
-                f"{where}: label {file_names[code]!r} was never seen in training "
-                f"(known: {', '.join(classes[:10])})"
+                f"{where}: label {file_names[code]!r} was never seen in training (known: {', '.join(classes[:10])})"
             )
     remap = np.array([lookup.get(name, 0) for name in file_names], dtype=np.int64)
     return Dataset(dataset.x, remap[dataset.y], dataset.lengths, list(classes))
@@ -225,8 +224,7 @@ def pad_sequences(sequences: list[np.ndarray], where: str) -> tuple[np.ndarray, 
         counts = [s.shape[1] for s in sequences]
         first_odd = next(i for i, c in enumerate(counts) if c != counts[0])
         raise DataError(
-            f"{where}: sequence {first_odd} has {counts[first_odd]} features, "
-            f"sequence 0 has {counts[0]}",
+            f"{where}: sequence {first_odd} has {counts[first_odd]} features, sequence 0 has {counts[0]}",
             "every step of every sequence needs the same number of features",
         )
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)

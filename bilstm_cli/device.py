@@ -6,6 +6,7 @@ Everything that must happen before TensorFlow is imported lives here, so command
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -102,10 +103,8 @@ def select_device(requested: str = "auto", jit_compile: bool | str = "auto", thr
 def _try(action) -> None:
     # TensorFlow refuses device settings once its runtime has started (a second command
     # in the same process, e.g. in tests); the first command's settings then stay.
-    try:
+    with contextlib.suppress(RuntimeError, ValueError):
         action()
-    except (RuntimeError, ValueError):
-        pass
 
 
 def seed_everything(seed: int) -> None:

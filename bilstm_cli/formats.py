@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import atomic
-from .data import PER_STEP, SEQUENCE, Dataset, check_values, encode_labels, pad_labels, pad_sequences
+from .data import SEQUENCE, Dataset, check_values, encode_labels, pad_labels, pad_sequences
 from .errors import DataError, UsageError
 
 FORMATS = ("csv", "npz", "jsonl", "ts")
@@ -150,14 +150,20 @@ def _read_npz(raw: bytes, where: str) -> Dataset:
     if lengths is None:
         lengths = np.full(x.shape[0], x.shape[1], dtype=np.int64)
     elif lengths.dtype.kind not in "iu" or lengths.shape != (x.shape[0],):
-        raise DataError(f"{where}: lengths must be integers of shape ({x.shape[0]},), got {lengths.dtype} {lengths.shape}")
+        raise DataError(
+            f"{where}: lengths must be integers of shape ({x.shape[0]},), got {lengths.dtype} {lengths.shape}"
+        )
     lengths = lengths.astype(np.int64)
     # padding may hold anything in a user's file: zero it so it can never leak into a model
     x[np.arange(x.shape[1])[None, :] >= lengths[:, None]] = 0.0
     y, classes = None, None
     if "y" in contents:
         y_raw = contents["y"]
-        if y_raw.ndim not in (1, 2) or y_raw.shape[0] != x.shape[0] or (y_raw.ndim == 2 and y_raw.shape[1] != x.shape[1]):
+        if (
+            y_raw.ndim not in (1, 2)
+            or y_raw.shape[0] != x.shape[0]
+            or (y_raw.ndim == 2 and y_raw.shape[1] != x.shape[1])
+        ):
             raise DataError(
                 f"{where}: y has shape {y_raw.shape} but X has {x.shape[0]} sequences of {x.shape[1]} steps",
                 f"y must be ({x.shape[0]}, {x.shape[1]}) per step or ({x.shape[0]},) per sequence",
@@ -223,8 +229,10 @@ def _read_csv(text: str, where: str, task: str | None) -> Dataset:
     not_finite = ~np.isfinite(x_values)
     if not_finite.any():
         row, col = (int(i) for i in np.argwhere(not_finite)[0])
-        raise DataError(f"{where}, line {row + 2}: column {feature_columns[col]!r} is {x_values[row, col]}",
-                        "remove or impute missing values")
+        raise DataError(
+            f"{where}, line {row + 2}: column {feature_columns[col]!r} is {x_values[row, col]}",
+            "remove or impute missing values",
+        )
     steps = numeric["step"]
     if (steps != np.round(steps)).any():
         row = int(np.argmax(steps != np.round(steps)))
@@ -320,7 +328,9 @@ def _read_jsonl(text: str, where: str) -> Dataset:
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}, line {number}: malformed JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(record, dict) or "x" not in record:
-            raise DataError(f"{where}, line {number}: expected an object with an 'x' field, e.g. {{\"x\": [...], \"y\": [...]}}")
+            raise DataError(
+                f'{where}, line {number}: expected an object with an \'x\' field, e.g. {{"x": [...], "y": [...]}}'
+            )
         sequences.append(_jsonl_features(record["x"], where, number))
         labels.append(record.get("y"))
         line_numbers.append(number)
@@ -390,7 +400,9 @@ def write_dataset(dataset: Dataset, path: str, fmt: str | None = None, stdout: B
     try:
         atomic.write_bytes(Path(path), encode_dataset(dataset, fmt))
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror}", "check that the folder exists and is writable") from None
+        raise DataError(
+            f"cannot write {path}: {exc.strerror}", "check that the folder exists and is writable"
+        ) from None
     return fmt
 
 

@@ -61,7 +61,9 @@ def load_model_for_inference(target: str, device: DeviceInfo) -> LoadedModel:
         with tf.device(device.name):
             model = load_model(str(run.model_path))
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
-        raise ModelError(f"{run.model_path} is not a loadable Keras model ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ModelError(
+            f"{run.model_path} is not a loadable Keras model ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     inputs = model.inputs
     if len(inputs) != 2:
         raise ModelError(f"{run.model_path} was not made by bilstm (expected inputs x and lengths)")

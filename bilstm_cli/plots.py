@@ -38,8 +38,15 @@ def plot_history(history, path: Path, title: str) -> None:
         validation = np.asarray(getattr(history, val_key), dtype=float)
         logged = ~np.isnan(validation)
         if logged.any():
-            axis.plot(epochs[logged], validation[logged], color="#1f77b4", linewidth=2, marker="o",
-                      markersize=3, label="validation")
+            axis.plot(
+                epochs[logged],
+                validation[logged],
+                color="#1f77b4",
+                linewidth=2,
+                marker="o",
+                markersize=3,
+                label="validation",
+            )
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

@@ -104,8 +104,9 @@ class EpochReporter:
             console=self.console,
         )
         self._task = self._progress.add_task("train", total=self.total, completed=start_epoch)
-        self._live = Live(Group(self._table, self._progress), console=self.console, refresh_per_second=8,
-                          vertical_overflow="visible")
+        self._live = Live(
+            Group(self._table, self._progress), console=self.console, refresh_per_second=8, vertical_overflow="visible"
+        )
         self._live.start()
 
     def on_progress(self, epoch: int) -> None:
@@ -171,19 +172,25 @@ def print_evaluation(result, console: Console) -> None:
     scores = evaluation.scores
     per_class = Table("class", "precision", "recall", "F1", "support", title="per class", title_justify="left")
     for i, name in enumerate(names):
-        per_class.add_row(name, number(scores.precision[i], 3), number(scores.recall[i], 3),
-                          number(scores.f1[i], 3), str(scores.support[i]))
+        per_class.add_row(
+            name,
+            number(scores.precision[i], 3),
+            number(scores.recall[i], 3),
+            number(scores.f1[i], 3),
+            str(scores.support[i]),
+        )
     console.print(per_class)
 
     for example in result.listing:
         expected, predicted = example["expected"], example["predicted"]
         wrong = sum(e != p for e, p in zip(expected, predicted))
-        width = max(len(str(v)) for v in expected + predicted)
-        shown = 40  # steps shown per sequence
+        indent = " " * (len(str(example["sequence"])) + 9)
+        console.print(f"sequence {example['sequence']}  Expected:  {_label_cells(expected, expected + predicted)}")
+        console.print(f"{indent}  Predicted: {_label_cells(predicted, expected + predicted)}  ({wrong} wrong)")
 
-        def cells(values: list) -> str:
-            text = " ".join(f"{v:>{width}}" for v in values[:shown])
-            return text + (" ..." if len(values) > shown else "")
 
-        console.print(f"sequence {example['sequence']}  Expected:  {cells(expected)}")
-        console.print(f"{'':>{len(str(example['sequence'])) + 9}}  Predicted: {cells(predicted)}  ({wrong} wrong)")
+def _label_cells(values: list, all_values: list, shown: int = 40) -> str:
+    """Labels in aligned columns; long sequences are cut after ``shown`` steps."""
+    width = max(len(str(v)) for v in all_values)
+    text = " ".join(f"{v:>{width}}" for v in values[:shown])
+    return text + (" ..." if len(values) > shown else "")

@@ -160,9 +160,11 @@ def locate_run(target: str) -> SavedRun:
     if path.is_dir():
         model_path = path / MODEL
         if not model_path.exists():
-            hint = "the run may have been interrupted; resume it with bilstm train --resume" if (
-                path / CHECKPOINT
-            ).exists() else "give a run directory made by bilstm train, or a .keras file"
+            hint = (
+                "the run may have been interrupted; resume it with bilstm train --resume"
+                if (path / CHECKPOINT).exists()
+                else "give a run directory made by bilstm train, or a .keras file"
+            )
             raise ModelError(f"{target} has no {MODEL}", hint)
         directory = path
     else:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -30,7 +31,7 @@ MAX_STEPS_PER_CALL = 1000
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return optimizers[name](learning_rate=learning_rate)
+    return optimizers[name](learning_rate=float(learning_rate))
 
 
 def batch_terms(spec: ModelSpec, y, predictions, mask, weight):
@@ -250,14 +251,14 @@ class History:
     def rows(self) -> list[tuple]:
         return list(zip(*(getattr(self, name) for name in self.COLUMNS)))
 
-    def truncate(self, epochs: int) -> "History":
+    def truncate(self, epochs: int) -> History:
         return History(*(list(getattr(self, name)[:epochs]) for name in self.COLUMNS))
 
     def to_dict(self) -> dict[str, list]:
         return {name: list(getattr(self, name)) for name in self.COLUMNS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, list]) -> "History":
+    def from_dict(cls, data: dict[str, list]) -> History:
         return cls(*(list(data[name]) for name in cls.COLUMNS))
 
     def logged(self) -> list[int]:

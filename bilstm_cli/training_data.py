@@ -79,7 +79,9 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
         if data.validation_size > 0:
             rng = stream_rng(data.validation_seed, VALIDATION_STREAM)
             validation = cumulative_sum_task(data.validation_size, data.timesteps, data.threshold, rng, data.task)
-        sample = cumulative_sum_task(1000, data.timesteps, data.threshold, stream_rng(seed, STANDARDIZE_STREAM), data.task)
+        sample = cumulative_sum_task(
+            1000, data.timesteps, data.threshold, stream_rng(seed, STANDARDIZE_STREAM), data.task
+        )
         spec = ModelSpec(features=1, num_classes=2, task=data.task)
         weights = _class_weights(config, sample, 2, None)
         return TrainingData(spec, None, None, validation, _standardization(config, sample), weights, data.timesteps)
@@ -151,7 +153,9 @@ def _class_weights(config: Config, dataset: Dataset, num_classes: int, classes: 
     weights = np.ones(num_classes, dtype=np.float32)
     for label, weight in setting.items():
         if str(label) not in names:
-            raise ConfigError(f"train.class_weight names class {label!r}, which is not in the data ({', '.join(names)})")
+            raise ConfigError(
+                f"train.class_weight names class {label!r}, which is not in the data ({', '.join(names)})"
+            )
         if weight <= 0:
             raise ConfigError(f"train.class_weight[{label}]={weight} must be > 0")
         weights[names.index(str(label))] = weight

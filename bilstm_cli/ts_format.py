@@ -82,8 +82,7 @@ def parse_ts(text: str, where: str) -> Dataset:
             label = parts.pop().strip()
             if label not in class_names:
                 raise DataError(
-                    f"{where}, line {number}: label {label!r} is not declared in @classLabel "
-                    f"({' '.join(class_names)})"
+                    f"{where}, line {number}: label {label!r} is not declared in @classLabel ({' '.join(class_names)})"
                 )
             labels.append(class_names.index(label))
         series = [_values(part, where, number, d) for d, part in enumerate(parts)]

@@ -26,8 +26,9 @@ def cli():
     return invoke
 
 
-def run_bilstm(*args: str, input: bytes | None = None, cwd: Path | None = None, env: dict | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def run_bilstm(
+    *args: str, input: bytes | None = None, cwd: Path | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m bilstm_cli ARGS`` as a real process (bytes in, bytes out)."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     environment.pop("BILSTM_DEBUG", None)

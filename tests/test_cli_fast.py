@@ -74,16 +74,36 @@ def test_generate_without_seed_reports_the_seed_it_drew(cli, tmp_path):
 
 
 def test_generate_uses_config_and_set(cli, tmp_path):
-    result = cli("generate", "--config", "configs/tutorial-bilstm.yaml", "--set", "data.timesteps=6",
-                 "--samples", "2", "-o", tmp_path / "d.npz")
+    result = cli(
+        "generate",
+        "--config",
+        "configs/tutorial-bilstm.yaml",
+        "--set",
+        "data.timesteps=6",
+        "--samples",
+        "2",
+        "-o",
+        tmp_path / "d.npz",
+    )
     assert result.exit_code == 0
     with np.load(tmp_path / "d.npz") as archive:
         assert archive["X"].shape == (2, 6, 1)
 
 
 def test_generate_threshold_and_sequence_task(cli, tmp_path):
-    cli("generate", "--samples", "200", "--threshold", "0.5", "--task", "sequence", "--seed", "1",
-        "-o", tmp_path / "d.npz")
+    cli(
+        "generate",
+        "--samples",
+        "200",
+        "--threshold",
+        "0.5",
+        "--task",
+        "sequence",
+        "--seed",
+        "1",
+        "-o",
+        tmp_path / "d.npz",
+    )
     with np.load(tmp_path / "d.npz") as archive:
         assert archive["y"].shape == (200,)
         assert 0.3 < archive["y"].mean() < 0.7  # half the sums reach T/2

@@ -37,8 +37,9 @@ def test_precedence_defaults_file_set_flags(tmp_path):
 
 
 def test_later_set_wins_and_values_are_yaml_scalars():
-    config = resolve_config(assignments=["train.epochs=5", "train.epochs=6", "data.standardize=yes",
-                                         "train.class_weight={0: 1.0, 1: 3.0}"])
+    config = resolve_config(
+        assignments=["train.epochs=5", "train.epochs=6", "data.standardize=yes", "train.class_weight={0: 1.0, 1: 3.0}"]
+    )
     assert config.train.epochs == 6
     assert config.data.standardize is True
     assert config.train.class_weight == {"0": 1.0, "1": 3.0}

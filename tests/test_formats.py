@@ -74,8 +74,14 @@ def test_csv_layout_is_long_form(tmp_path):
     write_dataset(data, str(tmp_path / "d.csv"))
     lines = (tmp_path / "d.csv").read_text().splitlines()
     assert lines[0] == "sequence,step,x,y"
-    assert [line.split(",")[:2] for line in lines[1:]] == [["0", "0"], ["0", "1"], ["0", "2"],
-                                                           ["1", "0"], ["1", "1"], ["1", "2"]]
+    assert [line.split(",")[:2] for line in lines[1:]] == [
+        ["0", "0"],
+        ["0", "1"],
+        ["0", "2"],
+        ["1", "0"],
+        ["1", "1"],
+        ["1", "2"],
+    ]
 
 
 def test_npz_layout(tmp_path):

@@ -62,11 +62,15 @@ def run_evaluate(
         used_seed = seed if seed is not None else draw_seed()
         data = config.data
         rng = np.random.default_rng(used_seed)
-        dataset = loaded.check(cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.task), "generated")
+        dataset = loaded.check(
+            cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.task), "generated"
+        )
         source = f"{samples} fresh sequences (T={data.timesteps}, threshold={data.threshold})"
     probabilities = loaded.predict(dataset)
     evaluation = evaluate_predictions(probabilities, dataset, loaded.num_classes)
-    return EvaluateResult(evaluation, listing(dataset, probabilities, loaded.class_names(), show), source, used_seed, loaded)
+    return EvaluateResult(
+        evaluation, listing(dataset, probabilities, loaded.class_names(), show), source, used_seed, loaded
+    )
 
 
 def listing(dataset: Dataset, probabilities: np.ndarray, names: list[str], count: int) -> list[dict]:

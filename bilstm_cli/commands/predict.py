@@ -13,8 +13,9 @@ from ..evaluation import predicted_classes
 from ..inference import load_model_for_inference
 
 
-def run_predict(target: str, input_path: str, output_format: str = "csv", device: str = "auto",
-                input_format: str | None = None) -> str:
+def run_predict(
+    target: str, input_path: str, output_format: str = "csv", device: str = "auto", input_format: str | None = None
+) -> str:
     """Predict for every sequence of ``input_path`` (``-`` = stdin); returns CSV or JSONL text.
 
     CSV columns: ``sequence,step,class,probability`` for binary models (probability of class
@@ -63,7 +64,10 @@ def _jsonl(count, sequence_index, classes, flat, names, binary, per_step) -> str
     bounds = np.searchsorted(sequence_index, np.arange(count + 1))  # rows are grouped by sequence
     for i in range(count):
         rows = range(bounds[i], bounds[i + 1])
-        probability = [round(float(p[0]), 6) if binary else [round(float(v), 6) for v in p] for p in flat[bounds[i] : bounds[i + 1]]]
+        probability = [
+            round(float(p[0]), 6) if binary else [round(float(v), 6) for v in p]
+            for p in flat[bounds[i] : bounds[i + 1]]
+        ]
         record = {"sequence": i, "class": [classes[r] for r in rows], "probability": probability}
         if not per_step:
             record = {"sequence": i, "class": record["class"][0], "probability": record["probability"][0]}

@@ -96,9 +96,11 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
 
     reporter.start(start_epoch)
     try:
-        with StopRequest(on_first=lambda name: reporter.message(
-            f"{name}: stopping after the current chunk and saving a checkpoint (press again to quit at once)"
-        )) as stop:
+        with StopRequest(
+            on_first=lambda name: reporter.message(
+                f"{name}: stopping after the current chunk and saving a checkpoint (press again to quit at once)"
+            )
+        ) as stop:
             result = session.fit(reporter, save_checkpoint, lambda: stop.requested, start_epoch, history)
     except Exception as exc:
         from ..training import NonFiniteLoss
@@ -117,7 +119,8 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     if result.stopped == "interrupted":
         save_checkpoint(result.epochs_run, result.history)
         raise Interrupted(
-            f"interrupted at epoch {result.epochs_run}/{config.train.epochs}; checkpoint and history saved in {run_dir}",
+            f"interrupted at epoch {result.epochs_run}/{config.train.epochs}; "
+            f"checkpoint and history saved in {run_dir}",
             f"resume with: bilstm train --resume {run_dir}",
         )
     save_checkpoint(result.epochs_run, result.history, finished=True)

@@ -1,0 +1,172 @@
+"""Models: every variant builds, trains and round-trips; merge semantics and backward alignment
+against a NumPy LSTM; masking makes padding irrelevant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bilstm_cli.device import select_device
+
+DEVICE = select_device("cpu")
+
+import keras  # noqa: E402 - after select_device, which configures TensorFlow first
+
+from bilstm_cli.batches import make_batches  # noqa: E402
+from bilstm_cli.config import ModelSettings  # noqa: E402
+from bilstm_cli.data import Dataset, cumulative_sum_task  # noqa: E402
+from bilstm_cli.models import ModelSpec, build_model, load_model  # noqa: E402
+from bilstm_cli.training import TrainingEngine  # noqa: E402
+
+from .numpy_lstm import lstm_outputs  # noqa: E402
+
+VARIANTS = [
+    dict(kind="lstm", direction="forward"),
+    dict(kind="lstm", direction="backward"),
+    dict(kind="lstm", direction="backward-unaligned"),
+    dict(kind="bilstm", merge="concat"),
+    dict(kind="bilstm", merge="sum"),
+    dict(kind="bilstm", merge="mul"),
+    dict(kind="bilstm", merge="ave"),
+]
+
+
+def settings(**overrides) -> ModelSettings:
+    return ModelSettings(units=6, **overrides)
+
+
+def ragged(features: int = 2, classes: int = 2, per_sequence: bool = False, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    lengths = np.array([5, 8, 3, 8, 6])
+    x = rng.normal(size=(5, 8, features)).astype(np.float32)
+    x[np.arange(8)[None, :] >= lengths[:, None]] = 0
+    y = rng.integers(0, classes, size=5 if per_sequence else (5, 8))
+    if not per_sequence:
+        y[np.arange(8)[None, :] >= lengths[:, None]] = 0
+    return Dataset(x, y, lengths)
+
+
+def variant_id(v):
+    return f"{v['kind']}-{v.get('merge') or v.get('direction')}"
+
+
+def outputs(model, x, lengths) -> np.ndarray:
+    """An eager forward pass (cheaper than model.predict for a handful of sequences)."""
+    return keras.ops.convert_to_numpy(model([x, np.asarray(lengths, "int32")], training=False))
+
+
+def train_and_round_trip(tmp_path, model_settings: ModelSettings, spec: ModelSpec, data: Dataset) -> np.ndarray:
+    keras.utils.set_random_seed(0)
+    model = build_model(model_settings, spec, (np.zeros(spec.features), np.ones(spec.features) * 4))
+    engine = TrainingEngine(model, spec, jit_compile=False, steps_per_call=3)
+    before = [w.copy() for w in model.get_weights()]
+    results = engine.train(make_batches(data, 2))
+    assert results.shape == (3, 3) and np.isfinite(results[:, 0]).all()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "no weight changed"
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(str(tmp_path / "m.keras"))
+    expected = outputs(model, data.x, data.lengths)
+    np.testing.assert_array_equal(expected, outputs(loaded, data.x, data.lengths))
+    return expected
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_variant_builds_trains_and_round_trips(tmp_path, variant):
+    predictions = train_and_round_trip(tmp_path, settings(**variant), ModelSpec(2, 2), ragged())
+    assert predictions.shape == (5, 8, 1)
+
+
+@pytest.mark.parametrize(
+    ("variant", "task", "classes", "extra", "shape"),
+    [
+        (dict(kind="bilstm", merge="sum"), "sequence", 3, {}, (5, 3)),
+        (dict(kind="lstm", direction="backward"), "sequence", 2, {"pooling": "mean"}, (5, 1)),
+        (dict(kind="bilstm", merge="concat"), "per-step", 4, {"layers": 2, "dropout": 0.2}, (5, 8, 4)),
+        (dict(kind="lstm", direction="backward"), "per-step", 2, {"layers": 2}, (5, 8, 1)),
+    ],
+)
+def test_heads_and_stacks_train_and_round_trip(tmp_path, variant, task, classes, extra, shape):
+    data = ragged(classes=classes, per_sequence=task == "sequence")
+    predictions = train_and_round_trip(tmp_path, settings(**variant, **extra), ModelSpec(2, classes, task), data)
+    assert predictions.shape == shape
+
+
+def lstm_weights(layer):
+    kernel, recurrent, bias = (w.numpy() for w in layer.cell.weights[:3])
+    return kernel, recurrent, bias
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave"])
+def test_merge_modes_match_numpy(merge):
+    keras.utils.set_random_seed(1)
+    model = build_model(settings(kind="bilstm", merge=merge), ModelSpec(2, 2))
+    bidirectional = model.get_layer("bilstm_0")
+    hidden = keras.Model(model.inputs, bidirectional.output)
+    data = ragged()
+    got = outputs(hidden, data.x, data.lengths)
+    for i, length in enumerate(data.lengths):
+        x = data.x[i, :length].astype(np.float64)
+        forward = lstm_outputs(x, *lstm_weights(bidirectional.forward_layer))
+        backward = lstm_outputs(x, *lstm_weights(bidirectional.backward_layer), reverse=True)[::-1]
+        expected = {
+            "concat": np.concatenate([forward, backward], axis=-1),
+            "sum": forward + backward,
+            "mul": forward * backward,
+            "ave": (forward + backward) / 2,
+        }[merge]
+        np.testing.assert_allclose(got[i, :length], expected, atol=2e-5)
+
+
+def test_backward_lstm_is_aligned_and_unaligned_reproduces_the_tutorial():
+    data = ragged(features=1)
+    data = Dataset(data.x, data.y, np.full(5, 8))  # full length, as in the tutorial
+    results = {}
+    for direction in ("backward", "backward-unaligned"):
+        keras.utils.set_random_seed(2)  # same seed: same weights for both
+        model = build_model(settings(kind="lstm", direction=direction), ModelSpec(1, 2))
+        layer = model.get_layer("lstm_0")
+        hidden = keras.Model(model.inputs, model.layers[-2].output if direction == "backward" else layer.output)
+        results[direction] = outputs(hidden, data.x, data.lengths)
+        weights = lstm_weights(layer)
+    for i in range(5):
+        read_from_end = lstm_outputs(data.x[i].astype(np.float64), *weights, reverse=True)
+        # aligned: output t has read steps T-1 .. t, i.e. it sits at position t
+        np.testing.assert_allclose(results["backward"][i], read_from_end[::-1], atol=2e-5)
+        # unaligned (tutorial): output t is the state after reading steps T-1 .. T-1-t
+        np.testing.assert_allclose(results["backward-unaligned"][i], read_from_end, atol=2e-5)
+    assert not np.allclose(results["backward"], results["backward-unaligned"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("task", ["per-step", "sequence"])
+def test_padding_changes_nothing(variant, task):
+    if variant.get("direction") == "backward-unaligned" and task == "per-step":
+        pytest.skip("the tutorial's unaligned outputs are in reversed order, so padding shifts them by design")
+    keras.utils.set_random_seed(3)
+    model = build_model(settings(**variant), ModelSpec(2, 2, task))
+    rng = np.random.default_rng(4)
+    alone = rng.normal(size=(1, 5, 2)).astype(np.float32)
+    batch = rng.normal(size=(3, 9, 2)).astype(np.float32) * 10  # padding full of garbage
+    batch[1, :5] = alone[0]
+    single = outputs(model, alone, [5])[0]
+    padded = outputs(model, batch, [9, 5, 7])[1]
+    if task == "per-step":
+        padded = padded[:5]
+    np.testing.assert_allclose(single, padded, atol=1e-6)
+
+
+def test_padded_positions_do_not_count_in_loss_or_accuracy():
+    keras.utils.set_random_seed(5)
+    spec = ModelSpec(1, 2)
+    model = build_model(settings(kind="bilstm", merge="concat"), spec)
+    engine = TrainingEngine(model, spec, jit_compile=False, steps_per_call=1)
+    data = cumulative_sum_task(4, 6, rng=np.random.default_rng(0))
+    short = Dataset(data.x[:, :4].copy(), data.y[:, :4].copy(), np.full(4, 4))
+    padded = Dataset(
+        np.concatenate([short.x, np.zeros((4, 3, 1), np.float32)], 1),
+        np.concatenate([short.y, np.ones((4, 3), np.int64)], 1),
+        np.full(4, 4),
+    )
+    loss_a, accuracy_a = engine.evaluate(make_batches(short, 4))
+    loss_b, accuracy_b = engine.evaluate(make_batches(padded, 3))  # other batching, padded steps
+    assert loss_a == pytest.approx(loss_b, abs=1e-6) and accuracy_a == pytest.approx(accuracy_b)
