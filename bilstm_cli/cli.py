@@ -368,3 +368,93 @@ def predict(target, input_path, output_format, input_format, device):
 
     sys.stdout.write(run_predict(target, input_path, output_format, device or "auto", input_format))
     sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+@main.command()
+@config_options
+@click.option(
+    "--variants",
+    help="Comma-separated: lstm-forward, lstm-backward, lstm-backward-unaligned, bilstm-concat|sum|mul|ave.",
+)
+@click.option("--modes", help="Shorthand for BiLSTM variants, e.g. sum,mul,ave,concat.")
+@click.option("--repeats", type=int, help="Paired repeats (seeds) per variant.")
+@click.option("--epochs", type=int, help="Training epochs per run.")
+@click.option("--workers", type=int, help="Worker processes.")
+@click.option("--seed", type=int, help="Base seed: repeat r uses seed + r.")
+@device_option
+@click.option("--out", help="Output directory (default: runs/<timestamp>-compare).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Finish an interrupted comparison.")
+@json_option
+@quiet_option
+def compare(
+    config_file,
+    assignments,
+    variants,
+    modes,
+    repeats,
+    epochs,
+    workers,
+    seed,
+    device,
+    out,
+    force,
+    resume,
+    as_json,
+    quiet,
+):
+    """Train several variants over paired seeds and say, with statistics, which is better."""
+    from pathlib import Path
+
+    from .commands.compare import parse_variants, run_compare
+    from .report import CompareReporter, EpochReporter, emit_json, print_compare_summary, stderr_console, stdout_console
+
+    flags = {
+        "compare.repeats": repeats,
+        "train.epochs": epochs,
+        "compare.workers": workers,
+        "train.seed": seed,
+        "train.device": device,
+        "output.overwrite": True if force else None,
+    }
+    if resume:
+        changed = [
+            name
+            for name, value in (
+                ("--config", config_file),
+                ("--set", assignments),
+                ("--variants", variants),
+                ("--modes", modes),
+                ("--repeats", repeats),
+                ("--epochs", epochs),
+                ("--seed", seed),
+                ("--out", out),
+            )
+            if value
+        ]
+        if changed:
+            raise UsageError(f"--resume finishes the saved comparison; {', '.join(changed)} would change it")
+        config = resolve(os.path.join(resume, "config.yaml"), (), {"compare.workers": workers, "train.device": device})
+        out_dir = Path(resume)
+    else:
+        config = resolve(config_file, assignments, flags)
+        from .runs import run_directory
+
+        out_dir = run_directory(config.output, "compare", out)
+    chosen = parse_variants(_names(variants), _names(modes), config.compare.variants)
+    console = stderr_console()
+    reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
+    result = run_compare(config, chosen, out_dir, reporter, resume=bool(resume))
+    if as_json:
+        emit_json({**result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})
+    else:
+        print_compare_summary(result.summary, stdout_console(), result.wall_seconds)
+        if not quiet:
+            console.print(f"saved {result.out}/ (summary.csv, summary.json, curves.csv, compare.png, config.yaml)")

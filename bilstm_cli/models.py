@@ -6,27 +6,15 @@ so variable-length data is masked the same way in training, evaluation and predi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 
 from .config import ModelSettings
 from .data import PER_STEP
 from .layers import LengthMask, ReverseTime
+from .spec import ModelSpec
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the data dictates about a model: input width, label kind, task."""
-
-    features: int
-    num_classes: int
-    task: str = PER_STEP
-
-    @property
-    def binary(self) -> bool:
-        return self.num_classes <= 2
+__all__ = ["ModelSpec", "build_model", "load_model"]
 
 
 def build_model(

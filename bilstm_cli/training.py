@@ -22,7 +22,7 @@ from keras import ops
 from .batches import Batches
 from .data import PER_STEP
 from .errors import TrainingError
-from .models import ModelSpec
+from .spec import ModelSpec
 
 # Upper bound on the arrays fed to one compiled call (steps x batch x T x F floats).
 MAX_CALL_BYTES = 64 * 2**20

@@ -26,7 +26,7 @@ from .data import (
     stream_rng,
 )
 from .errors import ConfigError, DataError
-from .models import ModelSpec
+from .spec import ModelSpec
 
 STANDARDIZE_STREAM = 5
 EVALUATION_BATCH = 1024

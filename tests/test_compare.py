@@ -1,0 +1,148 @@
+"""`bilstm compare`: pairing, statistics consistent with the curves, files, plot, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from .conftest import assert_clean_error
+
+TINY = [
+    "--epochs",
+    "20",
+    "--set",
+    "train.log_every=5",
+    "--set",
+    "data.samples_per_epoch=4",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "data.validation_size=64",
+    "--set",
+    "model.units=6",
+    "--seed",
+    "10",
+    "--set",
+    "train.jit_compile=false",
+]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from bilstm_cli.cli import main
+
+    out = tmp_path_factory.mktemp("compare") / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            "--variants",
+            "lstm-forward",
+            "--modes",
+            "sum",
+            "--repeats",
+            "6",
+            *TINY,
+            "--out",
+            str(out),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout), result
+
+
+def test_output_files(comparison):
+    out, _, _ = comparison
+    assert {p.name for p in out.iterdir()} >= {
+        "curves.csv",
+        "summary.csv",
+        "summary.json",
+        "compare.png",
+        "config.yaml",
+        "results",
+    }
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == ["variant", "repeat", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert len(curves) == 2 * 6 * 20
+    assert curves.groupby(["variant", "repeat"]).size().eq(20).all()
+    assert curves["val_loss"].notna().sum() == 2 * 6 * 4  # logged every 5 of 20 epochs
+    png = (out / "compare.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and 20_000 < len(png) < 2_000_000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width >= 800 and height >= 400
+
+
+def test_summary_agrees_with_the_curves(comparison):
+    out, summary, _ = comparison
+    curves = pd.read_csv(out / "curves.csv")
+    final = curves[curves.epoch == 20].pivot(index="repeat", columns="variant", values="val_loss")
+    rows = {row["variant"]: row for row in summary["variants"]}
+    for variant in ("lstm-forward", "bilstm-sum"):
+        values = final[variant].to_numpy()
+        assert rows[variant]["val_loss"] == pytest.approx(values.mean(), rel=1e-5)
+        half = scipy_stats.t.ppf(0.975, 5) * values.std(ddof=1) / np.sqrt(6)
+        assert rows[variant]["val_loss_ci"] == pytest.approx([values.mean() - half, values.mean() + half], rel=1e-4)
+    best = summary["best"]
+    other = next(v for v in rows if v != best)
+    assert rows[best]["rank"] == 1 and rows[best]["val_loss"] <= rows[other]["val_loss"]
+    expected_p = scipy_stats.wilcoxon(final[other], final[best]).pvalue  # one comparison: Holm changes nothing
+    assert rows[other]["p_value"] == pytest.approx(expected_p, rel=1e-3)
+    assert rows[other]["p_holm"] == pytest.approx(expected_p, rel=1e-3)
+    assert summary["underpowered"] is False and summary["verdict"].startswith(best)
+
+
+def test_repeats_are_paired_across_variants(comparison):
+    out, _, _ = comparison
+    records = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    by_repeat = {}
+    for record in records:
+        by_repeat.setdefault(record["repeat"], set()).add((record["seed"], record["data_fingerprint"]))
+    assert all(len(pairs) == 1 for pairs in by_repeat.values()), "variants of a repeat must share seed and data"
+    assert len({next(iter(p)) for p in by_repeat.values()}) == 6, "repeats must differ"
+    assert sorted(seed for seed, _ in (next(iter(p)) for p in by_repeat.values())) == list(range(10, 16))
+
+
+def test_table_for_people(cli, tmp_path):
+    result = cli("compare", "--modes", "sum,ave", "--repeats", "2", *TINY, "--out", tmp_path / "c")
+    assert result.exit_code == 0, result.stderr
+    assert "bilstm-sum" in result.stdout and "bilstm-ave" in result.stdout
+    assert "underpowered" in result.stdout and "verdict:" in result.stdout
+    assert "repeat  1" in result.stderr  # one progress line per finished run
+
+
+def test_single_repeat_has_no_interval_and_says_so(cli, tmp_path):
+    result = cli("compare", "--modes", "sum,concat", "--repeats", "1", *TINY, "--out", tmp_path / "c", "--json")
+    summary = json.loads(result.stdout)
+    assert all(row["val_loss_ci"] == [None, None] for row in summary["variants"])
+    assert all(row["p_value"] is None for row in summary["variants"])
+    assert "single run" in summary["verdict"] and "no confidence interval" in summary["verdict"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--variants", "lstm-sideways"], ["unknown variant 'lstm-sideways'", "lstm-forward", "bilstm-concat"]),
+        (["--modes", "max"], ["unknown merge mode 'max'", "sum, mul, ave"]),
+        (["--variants", "bilstm-sum", "--modes", "sum"], ["listed twice"]),
+        (["--repeats", "0"], ["compare.repeats=0"]),
+    ],
+)
+def test_bad_variants_and_sizes(cli, tmp_path, args, needles):
+    result = cli("compare", *args, "--out", tmp_path / "c")
+    assert_clean_error(result, 2, *needles)
+    assert not (tmp_path / "c").exists()
+
+
+def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
+    common = ["compare", "--modes", "sum,concat", "--repeats", "2", *TINY, "--json"]
+    one = json.loads(cli(*common, "--out", tmp_path / "one").stdout)
+    two = json.loads(cli(*common, "--workers", "2", "--out", tmp_path / "two").stdout)
+    assert [r["val_loss"] for r in one["variants"]] == pytest.approx([r["val_loss"] for r in two["variants"]], abs=1e-6)
