@@ -10,15 +10,44 @@ import contextlib
 import os
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .errors import DeviceError
 
+XLA_CACHE_FILES = 200  # compiled programs kept in the persistent cache (about 1.5 MB each)
+
 
 def configure_environment() -> None:
-    """Quiet TensorFlow's C++ logs unless BILSTM_DEBUG is set (must run before the import)."""
+    """Settings that must precede the TensorFlow import: quiet C++ logs (unless
+    BILSTM_DEBUG is set) and a persistent XLA compilation cache.
+
+    The cache keeps compiled training loops between runs, keyed by the compiled program, so
+    rerunning the same architecture skips most of the XLA compile time and a changed model
+    or TensorFlow version simply compiles afresh. ``BILSTM_XLA_CACHE=off`` disables it,
+    ``BILSTM_XLA_CACHE=DIR`` moves it (default ``~/.cache/bilstm/xla``).
+    """
     debug = bool(os.environ.get("BILSTM_DEBUG"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "0" if debug else "3")
+    setting = os.environ.get("BILSTM_XLA_CACHE", "")
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if setting.lower() in ("off", "0", "false", "no") or "tf_xla_persistent_cache_directory" in flags:
+        return
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = Path(setting) if setting else cache_home / "bilstm" / "xla"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _prune(directory, XLA_CACHE_FILES)
+    except OSError:
+        return  # an unusable cache only costs compile time
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={directory}".strip()
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used cache files."""
+    files = sorted(directory.glob("*.pb"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for stale in files[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def import_tensorflow():

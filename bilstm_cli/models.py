@@ -21,6 +21,7 @@ def build_model(
     settings: ModelSettings,
     spec: ModelSpec,
     standardization: tuple[np.ndarray, np.ndarray] | None = None,
+    masked: bool = True,
 ) -> keras.Model:
     """Build an uncompiled model for the given settings.
 
@@ -30,6 +31,8 @@ def build_model(
         standardization: optional per-feature (mean, variance) fitted on training data; it
             becomes a Normalization layer, so it is saved with the model and applied by
             evaluate and predict without further bookkeeping.
+        masked: mask steps beyond each sequence's length. Without it ``lengths`` is ignored,
+            which is exact (and compiles faster) when every sequence has full length.
 
     Example:
         >>> model = build_model(ModelSettings(kind="bilstm", merge="sum"), ModelSpec(1, 2))
@@ -42,7 +45,8 @@ def build_model(
     if standardization is not None:
         mean, variance = standardization
         hidden = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(hidden)
-    hidden = LengthMask(name="length_mask")([hidden, lengths_input])
+    if masked:
+        hidden = LengthMask(name="length_mask")([hidden, lengths_input])
 
     for index in range(settings.layers):
         last = index == settings.layers - 1

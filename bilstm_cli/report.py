@@ -297,7 +297,7 @@ def print_compare_summary(summary: dict, console: Console, wall_seconds: float |
         if repeats > 1
         else "one repeat: no confidence intervals and no test",
         "val loss AUC: mean validation loss over training (lower = learns faster)",
-        f"epochs to {threshold:g}: median epochs to reach that validation accuracy (never-reaching runs count as never)",
+        f"epochs to {threshold:g}: median epochs to reach that validation accuracy (runs that never do count as never)",
         "p vs best: paired Wilcoxon signed-rank test on final validation loss, Holm-adjusted; * = p < 0.05",
     ]
     if summary["underpowered"] and repeats > 1:

@@ -49,6 +49,11 @@ class TrainingData:
             return OnlineSource(config.data, batch_size, seed, self.class_weights)
         return DatasetSource(self.train_dataset, batch_size, seed, self.class_weights)
 
+    @property
+    def variable_length(self) -> bool:
+        """Whether any training or validation sequence is shorter than the others."""
+        return any(d is not None and d.variable_length for d in (self.train_dataset, self.validation))
+
     def validation_batches(self) -> Batches | None:
         if self.validation is None or self.validation.size == 0:
             return None

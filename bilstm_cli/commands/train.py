@@ -125,7 +125,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         )
     save_checkpoint(result.epochs_run, result.history, finished=True)
     metrics = session.metrics(result, compile_seconds, time.perf_counter() - started)
-    runs.save_model(run_dir, session.engine.model)
+    runs.save_model(run_dir, session.model_to_save())
     runs.write_json(run_dir / runs.METRICS, metrics)
     from ..plots import plot_history
 
@@ -155,6 +155,9 @@ class TrainingSession:
         self.device = device
         self.seed = seed
         self.log_every = config.train.log_every or default_log_every(config.train.epochs)
+        # fixed-length data trains without the mask (same numbers, a simpler and faster
+        # compiled program); the saved model always has it, for variable-length input
+        self.masked = data.variable_length
         self.source = data.source(config, seed)
         self.validation = data.validation_batches()
         batch = self.source.batch_size
@@ -177,7 +180,20 @@ class TrainingSession:
 
         seed_everything(seed)
         with tf.device(self.device.name):
-            return build_model(self.config.model, self.data.spec, self.data.standardization)
+            return build_model(self.config.model, self.data.spec, self.data.standardization, masked=self.masked)
+
+    def model_to_save(self):
+        """The trained model with length masking, whatever the training graph used."""
+        if self.masked:
+            return self.engine.model
+        import tensorflow as tf
+
+        from ..models import build_model
+
+        with tf.device(self.device.name):
+            model = build_model(self.config.model, self.data.spec, self.data.standardization, masked=True)
+        model.set_weights(self.engine.model.get_weights())
+        return model
 
     def compile(self) -> float:
         return self.engine.compile(self.batch_shape)
