@@ -107,7 +107,9 @@ class TrainConfig(Section):
     jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA; auto = on for CPU")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
-    checkpoint_every: Optional[int] = Field(None, ge=1, description="epochs; null = at every logged row")
+    checkpoint_every: Optional[int] = Field(
+        None, ge=1, description="epochs between checkpoints; null = at logged rows, at most every 30 s"
+    )
 
     @field_validator("class_weight", mode="before")
     @classmethod

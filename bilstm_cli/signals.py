@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
 
 from .errors import EXIT_INTERRUPTED
 
@@ -18,8 +17,8 @@ class StopRequest:
     """Context manager installing the two-stage handlers for SIGINT and SIGTERM.
 
     Args:
-        on_first: called (from the signal handler) when the first signal arrives, e.g. to
-            tell the user that the run stops at the next safe point.
+        notice: written to stderr when the first signal arrives (with a plain ``os.write``:
+            a signal handler must not wait for a lock that the interrupted code may hold).
 
     Example:
         >>> with StopRequest() as stop:  # doctest: +SKIP
@@ -27,10 +26,10 @@ class StopRequest:
         ...         train_a_little()
     """
 
-    def __init__(self, on_first: Callable[[str], None] | None = None):
+    def __init__(self, notice: str = ""):
         self.requested = False
         self.signal_name: str | None = None
-        self._on_first = on_first
+        self._notice = notice
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
@@ -48,5 +47,5 @@ class StopRequest:
             os._exit(EXIT_INTERRUPTED)
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-        if self._on_first is not None:
-            self._on_first(self.signal_name)
+        if self._notice:
+            os.write(2, f"\n{self.signal_name}: {self._notice}\n".encode())

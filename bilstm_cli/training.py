@@ -288,9 +288,16 @@ class History:
 
 @dataclass
 class FitPlan:
+    """Which epochs to run and where to pause.
+
+    ``checkpoint_every``: epochs between checkpoints; None checkpoints at logged epochs, but
+    no more often than every ``checkpoint_seconds`` of wall time (and always at the end).
+    """
+
     epochs: int
     log_every: int
     checkpoint_every: int | None = None
+    checkpoint_seconds: float = 30.0
     start_epoch: int = 0
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
@@ -348,6 +355,7 @@ def fit(
     best_loss, best_epoch, best_state = math.inf, None, None
     stopped = None
     window_start = epoch
+    last_checkpoint = time.perf_counter()
 
     while epoch < plan.epochs:
         if callbacks.should_stop():
@@ -374,10 +382,13 @@ def fit(
         epoch = chunk_end
         callbacks.on_progress(epoch)
 
-        if epoch % plan.log_every == 0 or epoch == plan.epochs:
+        logged = epoch % plan.log_every == 0 or epoch == plan.epochs
+        if logged:
             val_loss = val_accuracy = None
             if validation is not None:
                 val_loss, val_accuracy = engine.evaluate(validation)
+                if not math.isfinite(val_loss):  # this epoch's update broke the weights
+                    raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
                 history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
             record = LogRecord(
                 epoch,
@@ -394,14 +405,24 @@ def fit(
                     best_loss, best_epoch, best_state = val_loss, epoch, engine.state()
                 elif best_epoch is not None and epoch - best_epoch >= plan.early_stopping_patience:
                     stopped = "early-stopping"
-        if plan.checkpoint_every and (epoch % plan.checkpoint_every == 0 or epoch == plan.epochs or stopped):
+        if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
             callbacks.on_checkpoint(epoch, history)
+            last_checkpoint = time.perf_counter()
         if stopped:
             break
 
     if stopped == "early-stopping" and best_state is not None:
         engine.load_state(best_state)
     return FitResult(history, epoch, stopped, best_epoch, time.perf_counter() - started)
+
+
+def _checkpoint_due(plan: FitPlan, epoch: int, logged: bool, seconds_since: float) -> bool:
+    """Scheduled checkpoints; the caller writes the last one when the loop ends or stops."""
+    if epoch == plan.epochs:
+        return False
+    if plan.checkpoint_every:
+        return epoch % plan.checkpoint_every == 0
+    return logged and seconds_since >= plan.checkpoint_seconds
 
 
 def _next_boundary(epoch: int, plan: FitPlan) -> int:

@@ -30,6 +30,9 @@ from .spec import ModelSpec
 
 STANDARDIZE_STREAM = 5
 EVALUATION_BATCH = 1024
+# Bytes held per sequence step (inputs, labels, masks and weights as stacked batches).
+BYTES_PER_STEP = 20
+MAX_BATCH_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -75,6 +78,14 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
     """Load or generate the data named by ``config`` and validate it, before any run starts."""
     data = config.data
     if data.train_path is None:
+        for name, count in (("samples_per_epoch", data.samples_per_epoch), ("validation_size", data.validation_size)):
+            needed = count * data.timesteps * BYTES_PER_STEP
+            if needed > MAX_BATCH_BYTES:
+                raise ConfigError(
+                    f"data.{name}={count} x data.timesteps={data.timesteps} needs about "
+                    f"{needed / 2**30:.0f} GiB of memory; refusing",
+                    "use fewer or shorter sequences",
+                )
         if data.val_path is not None or data.validation_split > 0:
             raise ConfigError(
                 "data.val_path / data.validation_split need data.train_path",

@@ -211,11 +211,7 @@ def run_compare(
     jobs = plan_jobs(variants, missing, workers)
     reporter.start(total, done, workers, config)
 
-    with StopRequest(
-        on_first=lambda name: reporter.message(
-            f"{name}: finishing the current runs' chunk; finished repeats are kept (press again to quit at once)"
-        )
-    ) as stop:
+    with StopRequest("stopping at the next safe point; finished runs are kept (press again to quit at once)") as stop:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 run_job(config, job, out, reporter.on_result, lambda: stop.requested)

@@ -65,8 +65,8 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     else:
         config = with_seed(config)
     seed = config.train.seed
-    device = select_device(config.train.device, config.train.jit_compile)
     data = prepare_training_data(config, seed)  # bad data fails here, before anything is written
+    device = select_device(config.train.device, config.train.jit_compile)
 
     if resume is None:
         run_dir = runs.prepare_run_directory(
@@ -91,16 +91,18 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
 
     def save_checkpoint(epoch: int, current_history, finished: bool = False) -> None:
+        state = session.engine.state()
+        if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
+            from ..training import NonFiniteLoss
+
+            # never replace the last good checkpoint with broken weights
+            raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
         meta = {"epoch": epoch, "seed": seed, "history": current_history.to_dict(), "finished": finished}
-        runs.save_checkpoint(run_dir, session.engine.state(), meta)
+        runs.save_checkpoint(run_dir, state, meta)
 
     reporter.start(start_epoch)
     try:
-        with StopRequest(
-            on_first=lambda name: reporter.message(
-                f"{name}: stopping after the current chunk and saving a checkpoint (press again to quit at once)"
-            )
-        ) as stop:
+        with StopRequest("stopping at the next safe point to save a checkpoint (press again to quit at once)") as stop:
             result = session.fit(reporter, save_checkpoint, lambda: stop.requested, start_epoch, history)
     except Exception as exc:
         from ..training import NonFiniteLoss
@@ -217,7 +219,7 @@ class TrainingSession:
         plan = FitPlan(
             epochs=train.epochs,
             log_every=self.log_every,
-            checkpoint_every=train.checkpoint_every or self.log_every,
+            checkpoint_every=train.checkpoint_every,
             start_epoch=start_epoch,
             early_stopping_patience=stopping.patience if stopping.enabled else None,
             early_stopping_min_delta=stopping.min_delta,
