@@ -29,13 +29,7 @@ class LoadedModel:
                 f"{where}: {dataset.features} feature(s) per step, but the model was trained on {self.features}",
                 "give data with the same features as the training data",
             )
-        if dataset.y is not None and dataset.task != self.task:
-            kind = "one label per sequence" if dataset.task == SEQUENCE else "labels per step"
-            raise DataError(f"{where}: the file has {kind}, but the model predicts {self._task_words()}")
         return align_labels(dataset, self.classes, self.num_classes, where)
-
-    def _task_words(self) -> str:
-        return "a label for every step" if self.task == PER_STEP else "one label per sequence"
 
     def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
         """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
