@@ -104,7 +104,9 @@ class TrainConfig(Section):
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto, cpu, gpu or gpu:N")
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
-    jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA; auto = on for CPU")
+    jit_compile: Union[bool, Literal["auto"]] = Field(
+        "auto", description="XLA for the training loop; auto = on CPU for small steps (batch x timesteps <= 2048)"
+    )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
     checkpoint_every: Optional[int] = Field(

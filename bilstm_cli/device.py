@@ -82,19 +82,16 @@ class DeviceInfo:
     kind: str  # "cpu" or "gpu"
     name: str  # TensorFlow device string, e.g. "/GPU:0"
     description: str  # for people, e.g. "GPU 0 (NVIDIA H200)"
-    jit_compile: bool
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def select_device(requested: str = "auto", jit_compile: bool | str = "auto", threads: int | None = None) -> DeviceInfo:
+def select_device(requested: str = "auto", threads: int | None = None) -> DeviceInfo:
     """Make only the requested device visible to TensorFlow and describe it.
 
     Args:
         requested: ``auto`` (a GPU if there is one), ``cpu``, ``gpu`` or ``gpu:N``.
-        jit_compile: XLA for the training loop; ``auto`` = on for CPU, off for GPU (where the
-            cuDNN LSTM kernel is faster and XLA cannot compile it).
         threads: CPU threads per op (compare workers use 1 each).
 
     Raises:
@@ -119,13 +116,11 @@ def select_device(requested: str = "auto", jit_compile: bool | str = "auto", thr
         _try(lambda: tf.config.experimental.set_memory_growth(gpus[index], True))
         details = tf.config.experimental.get_device_details(gpus[index])
         description = f"GPU {index} ({details.get('device_name', 'unknown')})"
-        info = DeviceInfo(requested, "gpu", "/GPU:0", description, False)
+        info = DeviceInfo(requested, "gpu", "/GPU:0", description)
     else:
         if gpus:
             _try(lambda: tf.config.set_visible_devices([], "GPU"))
-        info = DeviceInfo(requested, "cpu", "/CPU:0", f"CPU ({os.cpu_count()} cores)", True)
-    if jit_compile != "auto":
-        info.jit_compile = bool(jit_compile)
+        info = DeviceInfo(requested, "cpu", "/CPU:0", f"CPU ({os.cpu_count()} cores)")
     return info
 
 

@@ -86,7 +86,7 @@ class EpochReporter:
 
     def message(self, text: str) -> None:
         """A line for people (stderr), unless quiet or JSON output was asked for."""
-        if self.mode in ("rich", "plain"):
+        if self.mode != "quiet":  # --json changes stdout only; people still read stderr
             (self._progress.console if self._progress else self.console).print(text)
 
     def start(self, start_epoch: int = 0) -> None:
@@ -207,7 +207,7 @@ class CompareReporter:
         self._task = None
 
     def message(self, text: str) -> None:
-        if self.mode in ("rich", "plain"):
+        if self.mode != "quiet":  # --json changes stdout only; people still read stderr
             (self._progress.console if self._progress else self.console).print(text)
 
     def start(self, total: int, done: int, workers: int, config) -> None:

@@ -72,9 +72,25 @@ def ts_run(tmp_path_factory):
     (folder / "test.ts").write_text(test_text)
     result = CliRunner().invoke(
         main,
-        ["train", "--data", str(folder / "train.ts"), "--set", "data.task=sequence", "--set", "data.standardize=true",
-         "--set", "data.validation_split=0.2", "--epochs", "40", "--batch-size", "8", *FAST,
-         "--out", str(folder / "run"), "--quiet"],
+        [
+            "train",
+            "--data",
+            str(folder / "train.ts"),
+            "--set",
+            "data.task=sequence",
+            "--set",
+            "data.standardize=true",
+            "--set",
+            "data.validation_split=0.2",
+            "--epochs",
+            "40",
+            "--batch-size",
+            "8",
+            *FAST,
+            "--out",
+            str(folder / "run"),
+            "--quiet",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
@@ -84,8 +100,14 @@ def ts_run(tmp_path_factory):
 def test_sequence_classification_from_ts_end_to_end(ts_run, cli):
     folder = ts_run
     spec = json.loads((folder / "run" / "data.json").read_text())
-    assert spec == {"task": "sequence", "features": 2, "num_classes": 3, "classes": ["walk", "run", "jump"],
-                    "timesteps": spec["timesteps"], "standardized": True}
+    assert spec == {
+        "task": "sequence",
+        "features": 2,
+        "num_classes": 3,
+        "classes": ["walk", "run", "jump"],
+        "timesteps": spec["timesteps"],
+        "standardized": True,
+    }
     report = json.loads(cli("evaluate", folder / "run", "--data", folder / "test.ts", "--json").stdout)
     assert report["sequences"] == 15 and report["positions"] == 15
     assert set(report["per_class"]) == {"walk", "run", "jump"}
@@ -137,10 +159,27 @@ def test_rare_events_per_step_with_class_weights_and_early_stopping(cli, tmp_pat
     write_dataset(rare_events(120, 0), str(tmp_path / "train.npz"))
     write_dataset(rare_events(40, 1), str(tmp_path / "val.jsonl"))
     write_dataset(rare_events(40, 2), str(tmp_path / "test.csv"))
-    result = cli("train", "--data", tmp_path / "train.npz", "--val-data", tmp_path / "val.jsonl", "--epochs", "300",
-                 "--batch-size", "16", "--set", "train.class_weight=balanced", "--set",
-                 "train.early_stopping={enabled: true, patience: 15}", "--learning-rate", "0.01", *FAST,
-                 "--out", tmp_path / "run", "--json")
+    result = cli(
+        "train",
+        "--data",
+        tmp_path / "train.npz",
+        "--val-data",
+        tmp_path / "val.jsonl",
+        "--epochs",
+        "300",
+        "--batch-size",
+        "16",
+        "--set",
+        "train.class_weight=balanced",
+        "--set",
+        "train.early_stopping={enabled: true, patience: 15}",
+        "--learning-rate",
+        "0.01",
+        *FAST,
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     finished = json_lines(result.stdout)[-1]["metrics"]
     assert finished["stopped"] == "early-stopping" and finished["epochs_run"] < 300

@@ -132,3 +132,13 @@ def test_class_weights_scale_the_loss():
     weighted = make_batches(data, 8, class_weights=np.array([1.0, 3.0], np.float32))
     assert weighted.weight.sum() > batches.weight.sum()
     assert plain > 0
+
+
+def test_xla_choice_follows_the_measured_crossover():
+    from bilstm_cli.training import use_xla
+
+    assert use_xla("auto", "cpu", 1, 10)  # the tutorial's steps: XLA removes per-op overhead
+    assert use_xla("auto", "cpu", 32, 10)
+    assert not use_xla("auto", "cpu", 64, 100)  # large steps: a plain graph is faster
+    assert not use_xla("auto", "gpu", 1, 10)  # cuDNN on GPU
+    assert use_xla(True, "cpu", 64, 1000) and not use_xla(False, "cpu", 1, 10)

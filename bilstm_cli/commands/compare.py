@@ -109,7 +109,7 @@ def run_job(
     from ..training_data import prepare_training_data
     from .train import TrainingSession
 
-    device = select_device(config.train.device, config.train.jit_compile, threads=threads)
+    device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
     data = prepare_training_data(config, seeds[0])
     settings = variant_config(config, job.variant)

@@ -66,7 +66,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         config = with_seed(config)
     seed = config.train.seed
     data = prepare_training_data(config, seed)  # bad data fails here, before anything is written
-    device = select_device(config.train.device, config.train.jit_compile)
+    device = select_device(config.train.device)
 
     if resume is None:
         run_dir = runs.prepare_run_directory(
@@ -78,7 +78,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     session = TrainingSession(config, data, device, seed)
     reporter.message(
         f"training {config.model.variant} on {device.description} "
-        f"(XLA {'on' if device.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
+        f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
     compile_seconds = session.compile()
     history, start_epoch = None, 0
@@ -150,7 +150,7 @@ class TrainingSession:
     """A model and engine for one config, ready to fit (shared by train and compare)."""
 
     def __init__(self, config: Config, data: TrainingData, device: DeviceInfo, seed: int):
-        from ..training import TrainingEngine, steps_per_call
+        from ..training import TrainingEngine, steps_per_call, use_xla
 
         self.config = config
         self.data = data
@@ -164,12 +164,13 @@ class TrainingSession:
         self.validation = data.validation_batches()
         batch = self.source.batch_size
         self.batch_shape = (batch, self.source.timesteps, data.spec.features)
+        self.jit_compile = use_xla(config.train.jit_compile, device.kind, batch, self.source.timesteps)
         self.engine = TrainingEngine(
             self.initial_model(seed),
             data.spec,
             optimizer=config.train.optimizer,
             learning_rate=config.train.learning_rate,
-            jit_compile=device.jit_compile,
+            jit_compile=self.jit_compile,
             steps_per_call=steps_per_call(self.source.steps_per_epoch, self.log_every, *self.batch_shape),
             device=device.name,
         )
@@ -249,7 +250,7 @@ class TrainingSession:
                 "validation_sequences": self.data.validation.size if self.data.validation is not None else 0,
             },
             "parameters": int(self.engine.model.count_params()),
-            "device": self.device.to_dict(),
+            "device": {**self.device.to_dict(), "xla": self.jit_compile},
             "timing": {
                 "wall_seconds": wall_seconds,
                 "compile_seconds": compile_seconds,
