@@ -51,7 +51,9 @@ def bilstm(*args: str) -> list[str]:
 
 
 def machine() -> dict:
-    import tensorflow as tf
+    from bilstm_cli.device import import_tensorflow
+
+    tf = import_tensorflow()  # quietly: TensorFlow's start-up logs would bury the table
 
     cpu = "unknown"
     if Path("/proc/cpuinfo").exists():

@@ -100,7 +100,9 @@ class TrainConfig(Section):
     epochs: int = Field(3000, ge=1, le=100_000_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(0.001, gt=0)
+    # 0.003 rather than Adam's 0.001: the default 3000 mini-batches then reach >= 0.993
+    # validation accuracy for every seed tried (0.001 gave 0.985 for one of three)
+    learning_rate: float = Field(0.003, gt=0)
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto, cpu, gpu or gpu:N")
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")

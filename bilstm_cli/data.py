@@ -208,10 +208,6 @@ def align_labels(dataset: Dataset, classes: list[str] | None, num_classes: int, 
     return Dataset(dataset.x, remap[dataset.y], dataset.lengths, list(classes))
 
 
-def class_counts(dataset: Dataset) -> np.ndarray:
-    return np.bincount(dataset.valid_labels(), minlength=dataset.num_classes)
-
-
 # ---------------------------------------------------------------------------- padding
 
 

@@ -4,7 +4,7 @@ per-class precision/recall/F1. NumPy only, so they are easy to test against hand
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,7 +65,6 @@ class Evaluation:
     confusion: list[list[int]]
     classes: list[str]
     scores: ClassScores
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -82,7 +81,6 @@ class Evaluation:
                 )
             },
             "macro_f1": self.scores.macro_f1,
-            **self.extra,
         }
 
 

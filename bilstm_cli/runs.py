@@ -27,7 +27,7 @@ import numpy as np
 
 from . import atomic
 from .config import Config, OutputConfig
-from .errors import DataError, ModelError, UsageError
+from .errors import ModelError, UsageError
 
 CONFIG = "config.yaml"
 MODEL = "model.keras"
@@ -183,12 +183,3 @@ def locate_run(target: str) -> SavedRun:
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"{directory / DATA_SPEC} is unreadable: {exc}") from None
     return SavedRun(model_path, directory if config or spec else None, config, spec)
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    try:
-        with open(path / HISTORY, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise DataError(f"cannot read {path / HISTORY}: {exc.strerror}") from None
-    return {key: [float(r[key]) if r[key] else math.nan for r in rows] for key in (rows[0] if rows else {})}

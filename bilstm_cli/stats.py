@@ -20,10 +20,6 @@ class Interval:
     low: float  # NaN when there is a single value
     high: float
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
 
 def mean_interval(values, confidence: float = CONFIDENCE) -> Interval:
     """Mean with a two-sided t-based confidence interval (NaN bounds for one value).

@@ -21,7 +21,7 @@ def test_defaults_are_a_sensible_bilstm():
     config = resolve_config()
     assert config.model.variant == "bilstm-concat"
     assert config.model.units == 20
-    assert config.train.learning_rate == 0.001
+    assert config.train.learning_rate == 0.003
     assert config.data.samples_per_epoch == config.train.batch_size == 32
 
 

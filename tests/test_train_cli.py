@@ -217,9 +217,11 @@ def test_evaluate_a_file_that_is_not_a_model(cli, tmp_path):
 def test_default_training_is_accurate(tmp_path):
     """Issue 3: the built-in default (mini-batches of fresh sequences) reaches high accuracy.
 
-    Generous bound with a fixed seed; the measured figure (>= 0.99) is in the README.
+    Generous bound with a fixed seed (0.995 here; other CPUs may round differently); the
+    measured figures are in the README.
     """
     result = run_bilstm("train", "--seed", "1", "--out", tmp_path / "run", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["final"]["val_accuracy"] >= 0.97
+    assert metrics["final"]["val_accuracy"] >= 0.98
+    assert metrics["epochs_run"] == 3000 and metrics["timing"]["steps"] == 3000
