@@ -141,11 +141,12 @@ class TrainingEngine:
     # -- public API --------------------------------------------------------------------
 
     def compile(self, batch_shape: tuple[int, int, int], validation: Batches | None = None) -> float:
-        """Trace and compile the training call for ``(batch, T, F)`` batches; returns seconds.
+        """Trace and compile the training call for ``(batch, T, F)`` batches, and the
+        evaluation call for ``validation``'s shapes; returns the seconds spent.
 
         The compiled loop is run for zero steps, so nothing is trained. XLA compiles in C++
-        without the GIL, so a helper thread compiles while this one traces the evaluation
-        call (for ``validation``'s shapes): on two cores the two costs overlap.
+        without holding the GIL, so a helper thread compiles while this thread traces the
+        evaluation call: on two cores the two costs overlap.
         """
         batch, timesteps, features = batch_shape
         positions = timesteps if self.spec.task == PER_STEP else 1
@@ -157,17 +158,17 @@ class TrainingEngine:
             np.zeros((*shape, positions), np.float32),
             np.zeros((*shape, positions), np.float32),
         )
-        started = time.perf_counter()
         arguments = (*dummy.arrays(), tf.constant(0))
+        started = time.perf_counter()
         with tf.device(self.device):
-            self._train_call.get_concrete_function(*arguments)  # Python tracing: not in parallel
+            self._train_call.get_concrete_function(*arguments)  # Python tracing: one thread at a time
         failures: list[BaseException] = []
 
         def compile_training_call() -> None:
             try:
                 with tf.device(self.device):
                     self._train_call(*arguments).numpy()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
                 failures.append(exc)
 
         helper = threading.Thread(target=compile_training_call, name="xla-compile")

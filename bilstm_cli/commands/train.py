@@ -199,7 +199,7 @@ class TrainingSession:
         return model
 
     def compile(self) -> float:
-        return self.engine.compile(self.batch_shape)
+        return self.engine.compile(self.batch_shape, self.validation)
 
     def restart(self, seed: int) -> None:
         """Reinitialise weights and optimizer for another seed, keeping the compiled calls."""
