@@ -244,6 +244,17 @@ def common_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- train
 
+
+def refuse_with_resume(what: str, options: dict[str, Any]) -> None:
+    """--resume reuses the saved config: refuse options that would change the experiment."""
+    given = [name for name, value in options.items() if value is not None and value != ()]
+    if given:
+        raise UsageError(
+            f"{what}; {', '.join(given)} would change the experiment",
+            "start a new run instead, or resume without those options",
+        )
+
+
 EXPERIMENT_FLAGS = (
     "kind",
     "direction",
@@ -277,25 +288,19 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
     from .report import EpochReporter, emit_json, stderr_console
 
     if resume:
-        changed = [f"--{k.replace('_', '-')}" for k in EXPERIMENT_FLAGS if flags.get(k) is not None]
-        changed += [
-            n
-            for n, v in (
-                ("--config", config_file),
-                ("--set", assignments),
-                ("--data", data_path),
-                ("--val-data", val_path),
-                ("--log-every", log_every),
-                ("--out", out),
-                ("--name", name),
-            )
-            if v
-        ]
-        if changed:
-            raise UsageError(
-                f"--resume continues with the run's saved config; {', '.join(changed)} would change the experiment",
-                "start a new run instead, or resume without those options",
-            )
+        refuse_with_resume(
+            "--resume continues with the run's saved config",
+            {
+                **{f"--{k.replace('_', '-')}": flags.get(k) for k in EXPERIMENT_FLAGS},
+                "--config": config_file,
+                "--set": assignments,
+                "--data": data_path,
+                "--val-data": val_path,
+                "--log-every": log_every,
+                "--out": out,
+                "--name": name,
+            },
+        )
         config = resolve(os.path.join(resume, "config.yaml"), (), {"train.device": flags.get("device")})
     else:
         config = resolve(
@@ -425,22 +430,19 @@ def compare(
         "output.overwrite": True if force else None,
     }
     if resume:
-        changed = [
-            name
-            for name, value in (
-                ("--config", config_file),
-                ("--set", assignments),
-                ("--variants", variants),
-                ("--modes", modes),
-                ("--repeats", repeats),
-                ("--epochs", epochs),
-                ("--seed", seed),
-                ("--out", out),
-            )
-            if value
-        ]
-        if changed:
-            raise UsageError(f"--resume finishes the saved comparison; {', '.join(changed)} would change it")
+        refuse_with_resume(
+            "--resume finishes the saved comparison",
+            {
+                "--config": config_file,
+                "--set": assignments,
+                "--variants": variants,
+                "--modes": modes,
+                "--repeats": repeats,
+                "--epochs": epochs,
+                "--seed": seed,
+                "--out": out,
+            },
+        )
         config = resolve(os.path.join(resume, "config.yaml"), (), {"compare.workers": workers, "train.device": device})
         out_dir = Path(resume)
     else:

@@ -55,6 +55,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def progress_bar(unit: str, console: Console) -> Progress:
+    """A bar with 'UNIT done/total', percentage, elapsed time and ETA (terminals only)."""
+    return Progress(
+        TextColumn(unit + " {task.completed}/{task.total}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 class EpochReporter:
     """Shows training progress: one row per logged epoch.
 
@@ -95,15 +108,7 @@ class EpochReporter:
         self._table = Table(*self.COLUMNS, title=self.title or None, title_justify="left")
         for column in self._table.columns[1:]:
             column.justify = "right"
-        self._progress = Progress(
-            TextColumn("epoch {task.completed}/{task.total}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
+        self._progress = progress_bar("epoch", self.console)
         self._task = self._progress.add_task("train", total=self.total, completed=start_epoch)
         self._live = Live(
             Group(self._table, self._progress), console=self.console, refresh_per_second=8, vertical_overflow="visible"
@@ -217,15 +222,7 @@ class CompareReporter:
             f"), {workers} worker(s)" + (f"; {done} of {total} runs already done" if done else "")
         )
         if self.mode == "rich":
-            self._progress = Progress(
-                TextColumn("runs {task.completed}/{task.total}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-            )
+            self._progress = progress_bar("runs", self.console)
             self._task = self._progress.add_task("compare", total=total, completed=done)
             self._progress.start()
 
