@@ -179,8 +179,8 @@ def run_compare(
     resume: bool = False,
 ) -> CompareResult:
     """Run every missing (variant, repeat), then write curves, summary, plot and config."""
-    from ..device import draw_seed
     from ..signals import StopRequest
+    from .train import with_seed
 
     started = time.perf_counter()
     if config.train.early_stopping.enabled:
@@ -193,9 +193,8 @@ def run_compare(
         if not saved.exists():
             raise UsageError(f"{out} has no {runs.CONFIG}: nothing to resume")
     else:
-        if config.train.seed is None:
-            config = config.model_copy(update={"train": config.train.model_copy(update={"seed": draw_seed()})})
-        config = config.model_copy(update={"compare": config.compare.model_copy(update={"variants": variants})})
+        config = with_seed(config)
+        config.compare.variants = variants
         from ..training_data import prepare_training_data
 
         prepare_training_data(config, config.train.seed)  # refuse bad data before creating anything

@@ -61,7 +61,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         run_dir = Path(resume)
         checkpoint_state, checkpoint_meta = runs.load_checkpoint(run_dir)
         if checkpoint_meta.get("finished"):
-            raise UsageError(f"{run_dir} finished all {checkpoint_meta['epoch']} epochs: nothing to resume")
+            raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
     else:
         config = with_seed(config)
     seed = config.train.seed
