@@ -223,8 +223,9 @@ def run_compare(
             f"stopped with {len(remaining)} of {total} runs missing; finished runs are saved in {out}",
             f"resume with: bilstm compare --resume {out}",
         )
-    summary = summarize(load_results(out, variants, config.compare.repeats), config)
-    write_outputs(out, summary, load_results(out, variants, config.compare.repeats), config)
+    results = load_results(out, variants, config.compare.repeats)
+    summary = summarize(results, config)
+    write_outputs(out, summary, results, config)
     return CompareResult(out, summary, time.perf_counter() - started)
 
 
