@@ -189,13 +189,18 @@ class _Source:
         return f"{self.label}, line {line}" if line else self.label
 
 
-def _line_numbers(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+def _line_numbers(node: yaml.Node, where: str, prefix: str = "") -> dict[str, int]:
+    """Line of every key path; a key given twice in one mapping is an error (YAML would
+    silently keep the last one)."""
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = f"{prefix}{key_node.value}"
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_line_numbers(value_node, path + "."))
+            line = key_node.start_mark.line + 1
+            if path in lines:
+                raise ConfigError(f"{where}, line {line}: '{path}' is given twice (first on line {lines[path]})")
+            lines[path] = line
+            lines.update(_line_numbers(value_node, where, path + "."))
     return lines
 
 
@@ -227,7 +232,7 @@ def load_yaml_file(path: str | Path) -> tuple[dict[str, Any], _Source]:
             f"{file}: the config must be a mapping of sections (data, model, train, compare, output), "
             f"not a {type(data).__name__}"
         )
-    return data, _Source(str(file), _line_numbers(node))
+    return data, _Source(str(file), _line_numbers(node, str(file)))
 
 
 def parse_set_option(assignment: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ TRAIN_STREAM = 1
 VALIDATION_STREAM = 2
 SHUFFLE_STREAM = 3
 SPLIT_STREAM = 4
+MAX_LABEL = 65_535  # a larger class number is a typo or an ID column, not a class
 
 
 @dataclass
@@ -33,12 +34,14 @@ class Dataset:
         lengths: int64 ``(N,)``, each in ``1..T``.
         classes: the original label names when labels were given as text; label ``k`` means
             ``classes[k]``. ``None`` for integer labels.
+        ids: the sequences' own ids (CSV ``sequence`` column), printed by ``predict``.
     """
 
     x: np.ndarray
     y: np.ndarray | None
     lengths: np.ndarray
     classes: list[str] | None = field(default=None)
+    ids: list | None = field(default=None)  # sequence ids from the file, where it has them
 
     @property
     def size(self) -> int:
@@ -81,7 +84,8 @@ class Dataset:
 
     def subset(self, index: np.ndarray) -> Dataset:
         y = None if self.y is None else self.y[index]
-        return Dataset(self.x[index], y, self.lengths[index], self.classes)
+        ids = None if self.ids is None else [self.ids[i] for i in index]
+        return Dataset(self.x[index], y, self.lengths[index], self.classes, ids)
 
 
 # ---------------------------------------------------------------------------- the task
@@ -140,11 +144,11 @@ def encode_labels(values: Sequence[object], where: str) -> tuple[np.ndarray, lis
     numeric = np.array([_is_number(v) for v in array.ravel()])
     if numeric.all():
         as_float = np.array([float(v) for v in array.ravel()], dtype=np.float64)
-        bad = ~np.isfinite(as_float) | (as_float < 0) | (as_float != np.round(as_float))
+        bad = ~valid_class_numbers(as_float)
         if bad.any():
             first = array.ravel()[int(np.argmax(bad))]
             raise DataError(
-                f"{where}: label {first!r} is not an integer >= 0",
+                f"{where}: label {first!r} is not a class number (an integer from 0 to {MAX_LABEL})",
                 "labels must be class numbers 0, 1, 2, ... or class names",
             )
         return as_float.astype(np.int64).reshape(array.shape), None
@@ -159,6 +163,13 @@ def encode_labels(values: Sequence[object], where: str) -> tuple[np.ndarray, lis
     lookup = {name: code for code, name in enumerate(names)}
     codes = np.array([lookup[str(v)] for v in array.ravel()], dtype=np.int64)
     return codes.reshape(array.shape), names
+
+
+def valid_class_numbers(values: np.ndarray) -> np.ndarray:
+    """True where a numeric label is an integer in 0..MAX_LABEL."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= 0) & (values <= MAX_LABEL) & (values == np.round(values))
 
 
 def _is_number(value: object) -> bool:

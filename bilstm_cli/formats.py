@@ -17,16 +17,27 @@ what is wrong. ``-`` means standard input / output.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from . import atomic
-from .data import SEQUENCE, Dataset, check_values, encode_labels, pad_labels, pad_sequences
+from .data import (
+    MAX_LABEL,
+    SEQUENCE,
+    Dataset,
+    check_values,
+    encode_labels,
+    pad_labels,
+    pad_sequences,
+    valid_class_numbers,
+)
 from .errors import DataError, UsageError
 
 FORMATS = ("csv", "npz", "jsonl", "ts")
@@ -52,7 +63,7 @@ def format_from_name(path: str, explicit: str | None = None) -> str | None:
 def sniff_format(head: bytes) -> str:
     if head.startswith(b"PK\x03\x04"):
         return "npz"
-    text = head.lstrip()
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte-order mark is not content
     if text.startswith(b"{"):
         return "jsonl"
     if text.startswith((b"@", b"#")):
@@ -168,9 +179,13 @@ def _read_npz(raw: bytes, where: str) -> Dataset:
                 f"{where}: y has shape {y_raw.shape} but X has {x.shape[0]} sequences of {x.shape[1]} steps",
                 f"y must be ({x.shape[0]}, {x.shape[1]}) per step or ({x.shape[0]},) per sequence",
             )
-        if y_raw.ndim == 2:  # only real steps carry labels
-            y_raw = np.where(np.arange(x.shape[1])[None, :] < lengths[:, None], y_raw, 0)
-        y, classes = _encode_array_labels(y_raw, where)
+        if y_raw.ndim == 2:  # only real steps carry labels; padding may hold anything
+            real = np.arange(x.shape[1])[None, :] < lengths[:, None]
+            codes, classes = _encode_array_labels(y_raw[real], where)
+            y = np.zeros(y_raw.shape, dtype=np.int64)
+            y[real] = codes
+        else:
+            y, classes = _encode_array_labels(y_raw, where)
         if "classes" in contents and classes is None:
             classes = [str(name) for name in contents["classes"]]
             if y.size and y.max() >= len(classes):
@@ -179,14 +194,12 @@ def _read_npz(raw: bytes, where: str) -> Dataset:
 
 
 def _encode_array_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str] | None]:
-    if values.dtype.kind in "iu":
-        if values.size and values.min() < 0:
-            raise DataError(f"{where}: label {int(values.min())} is not an integer >= 0")
-        return values.astype(np.int64), None
-    if values.dtype.kind == "f":
-        bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+    if values.dtype.kind in "iuf":
+        bad = ~valid_class_numbers(values)
         if bad.any():
-            raise DataError(f"{where}: label {values[bad][0]!r} is not an integer >= 0")
+            raise DataError(
+                f"{where}: label {values[bad][0].item()!r} is not a class number (an integer from 0 to {MAX_LABEL})"
+            )
         return values.astype(np.int64), None
     if values.dtype.kind == "b":
         return values.astype(np.int64), None
@@ -197,7 +210,13 @@ def _read_csv(text: str, where: str, task: str | None) -> Dataset:
     import pandas as pd  # imported here: pandas costs ~0.5 s of start-up
 
     try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        with warnings.catch_warnings():
+            # index_col=False: a row with extra fields is an error, not a silent index column
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        line, fields, expected = _first_ragged_row(text)
+        raise DataError(f"{where}, line {line}: {fields} fields, but the header has {expected}") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{where}: malformed CSV: {str(exc).strip()}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -238,7 +257,10 @@ def _read_csv(text: str, where: str, task: str | None) -> Dataset:
         row = int(np.argmax(steps != np.round(steps)))
         raise DataError(f"{where}, line {row + 2}: step {steps[row]!r} is not an integer")
 
-    sequence_ids = frame["sequence"].astype(str).to_numpy()
+    if frame["sequence"].isna().any():
+        row = int(np.argmax(frame["sequence"].isna().to_numpy()))
+        raise DataError(f"{where}, line {row + 2}: column 'sequence' is empty")
+    sequence_ids = frame["sequence"].astype(str).str.strip().to_numpy()
     codes, first_rows = _codes_in_order(sequence_ids)
     expected_step = pd.Series(codes).groupby(codes).cumcount().to_numpy()
     wrong = steps.astype(np.int64) != expected_step
@@ -267,7 +289,19 @@ def _read_csv(text: str, where: str, task: str | None) -> Dataset:
         else:
             y = np.zeros(x.shape[:2], dtype=np.int64)
             y[codes, expected_step] = labels
-    return Dataset(x, y, lengths, classes)
+    ids = [str(sequence_ids[row]) for row in first_rows]
+    numbered = all(i.isdigit() for i in ids)  # keep 0, 1, ... as numbers in predict's output
+    return Dataset(x, y, lengths, classes, ids=[int(i) for i in ids] if numbered else ids)
+
+
+def _first_ragged_row(text: str) -> tuple[int, int, int]:
+    """(line, fields, header fields) of the first CSV row whose width differs from the header."""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    for number, row in enumerate(rows, start=2):
+        if row and len(row) != len(header):
+            return number, len(row), len(header)
+    return 0, 0, len(header)
 
 
 def _feature_columns(columns: list[str], where: str) -> list[str]:
@@ -295,14 +329,21 @@ def _codes_in_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _encode_column(column, where: str) -> tuple[np.ndarray, list[str] | None]:
-    values = column.to_numpy()
-    if values.dtype.kind in "iuf":
-        try:
-            return _encode_array_labels(values, where)
-        except DataError:
-            row = int(np.argmax((values < 0) | (values != np.round(values))))
-            raise DataError(f"{where}, line {row + 2}: label {values[row]!r} is not an integer >= 0") from None
-    return encode_labels(list(values), where)
+    """Labels of a CSV column: class numbers (checked row by row) or class names."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        values = numbers.to_numpy(dtype=np.float64)
+        bad = ~valid_class_numbers(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"{where}, line {row + 2}: label {column.iloc[row]!r} is not a class number "
+                f"(an integer from 0 to {MAX_LABEL})"
+            )
+        return values.astype(np.int64), None
+    return encode_labels([v.strip() if isinstance(v, str) else v for v in column.to_numpy()], where)
 
 
 def _sequence_labels(labels: np.ndarray, codes: np.ndarray, ids: np.ndarray, where: str, count: int) -> np.ndarray:
@@ -353,6 +394,9 @@ def _read_jsonl(text: str, where: str) -> Dataset:
         if len(label) != length:
             raise DataError(f"{where}, line {line_numbers[i]}: 'y' has {len(label)} labels but 'x' has {length} steps")
     flat = [value for label in labels for value in label]
+    nested = [i for i, label in enumerate(labels) if any(isinstance(v, (list, dict)) for v in label)]
+    if nested:
+        raise DataError(f"{where}, line {line_numbers[nested[0]]}: 'y' must hold one label per step, not lists")
     try:
         codes, classes = encode_labels(flat, where)
     except DataError as exc:

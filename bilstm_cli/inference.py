@@ -41,7 +41,9 @@ class LoadedModel:
         return predict_in_batches(call, self.device.name, dataset.x, dataset.lengths, batch_size)
 
     def class_names(self) -> list[str]:
-        return self.classes if self.classes else [str(k) for k in range(self.num_classes)]
+        """A name for every output class (numbers where the training data had no names)."""
+        names = list(self.classes or [])
+        return names + [str(k) for k in range(len(names), self.num_classes)]
 
 
 def load_model_for_inference(target: str, device: DeviceInfo) -> LoadedModel:

@@ -36,7 +36,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 PLOT = "history.png"
 CHECKPOINT = "checkpoint.npz"
-_RUN_MARKERS = (CONFIG, METRICS, CHECKPOINT, "summary.json")
+MARKER = ".bilstm-run"  # written when bilstm creates a directory: what --force may replace
 
 
 def run_directory(output: OutputConfig, tag: str, explicit: str | None = None) -> Path:
@@ -50,8 +50,8 @@ def run_directory(output: OutputConfig, tag: str, explicit: str | None = None) -
 def prepare_run_directory(path: Path, overwrite: bool) -> Path:
     """Create ``path`` for a new run; refuse an existing one unless ``overwrite``.
 
-    ``overwrite`` only ever deletes a previous run directory (one holding bilstm's files),
-    never an unrelated folder that happens to have the same name.
+    ``overwrite`` only ever deletes a directory that bilstm created (it holds the marker file
+    ``.bilstm-run``), never an unrelated folder that happens to have the same name.
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is a file, not a run directory")
@@ -59,16 +59,14 @@ def prepare_run_directory(path: Path, overwrite: bool) -> Path:
         if not overwrite:
             raise UsageError(
                 f"run directory {path} already exists",
-                "pass --force to replace it, --name to choose another, or --resume to continue it",
+                "pass --force to replace it, --name or --out to choose another, or --resume to continue it",
             )
-        if not any((path / marker).exists() for marker in _RUN_MARKERS):
-            raise UsageError(f"{path} is not empty and is not a bilstm run directory; refusing to replace it")
+        if not (path / MARKER).exists():
+            raise UsageError(f"{path} is not empty and was not made by bilstm; refusing to replace it")
         shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        (path / MARKER).write_text("made by bilstm; `--force` may replace this directory\n")
     except OSError as exc:
         raise UsageError(f"cannot write to {path}: {exc.strerror}", "choose a writable folder with --out") from None
     return path

@@ -115,6 +115,13 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
         train, validation = stratified_split(train, data.validation_split, seed)
     else:
         validation = None
+    present = np.unique(train.valid_labels())
+    if len(present) < 2:
+        name = train.classes[present[0]] if train.classes else str(present[0])
+        raise DataError(
+            f"{data.train_path}: every label is {name!r}; a classifier needs at least two classes to learn",
+            "check the label column, or add examples of the other classes",
+        )
     num_classes = train.num_classes
     if validation is not None:
         validation = align_labels(validation, train.classes, num_classes, data.val_path or data.train_path)

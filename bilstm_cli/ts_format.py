@@ -62,6 +62,9 @@ def parse_ts(text: str, where: str) -> Dataset:
             class_names = words[1:] if has_labels else None
             if has_labels and not class_names:
                 raise DataError(f"{where}, line {number}: @classLabel true must list the class labels")
+            if class_names and len(set(class_names)) != len(class_names):
+                repeated = next(name for name in class_names if class_names.count(name) > 1)
+                raise DataError(f"{where}, line {number}: @classLabel lists {repeated!r} more than once")
         elif tag in ("@problemname", "@targetlabel"):
             header[tag] = rest
         else:

@@ -64,6 +64,8 @@ FILES = {
     "empty.yaml": b"",
     "fake.keras": b"not a zip, not a model",
     "blocker": b"a file where a folder should be",
+    "one-class.jsonl": b'{"x": [0.1, 0.2], "y": ["pos", "pos"]}\n{"x": [0.3], "y": ["pos"]}\n',
+    "huge-label.csv": b"sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,1e20\n",
 }
 
 # (id, args, expected exit code, words the message must contain, output that must not appear)
@@ -80,7 +82,7 @@ CASES = [
         "negative label",
         ["train", "--data", "{d}/negative-label.csv", *TINY, "--out", "{o}"],
         1,
-        ["not an integer >= 0"],
+        ["not a class number (an integer from 0"],
         "{o}",
     ),
     ("duplicated step", ["train", "--data", "{d}/duplicate-step.csv", *TINY, "--out", "{o}"], 1, ["duplicated"], "{o}"),
@@ -128,6 +130,20 @@ CASES = [
         ["train", "--data", "{d}/inconsistent.ts", "--set", "data.task=sequence", *TINY, "--out", "{o}"],
         1,
         ["dimensions have different lengths"],
+        "{o}",
+    ),
+    (
+        "a single class",
+        ["train", "--data", "{d}/one-class.jsonl", *TINY, "--out", "{o}"],
+        1,
+        ["every label is 'pos'", "at least two classes"],
+        "{o}",
+    ),
+    (
+        "huge label",
+        ["train", "--data", "{d}/huge-label.csv", *TINY, "--out", "{o}"],
+        1,
+        ["line 3", "not a class number"],
         "{o}",
     ),
     ("malformed yaml", ["train", "--config", "{d}/bad.yaml", "--out", "{o}"], 2, ["line", "column"], "{o}"),

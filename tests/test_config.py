@@ -157,3 +157,8 @@ def test_config_error_is_a_usage_error():
     with pytest.raises(ConfigError) as info:
         resolve_config(assignments=["model.units=0"])
     assert info.value.exit_code == 2
+
+
+def test_duplicate_key_is_an_error(cli, tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 5\n  epochs: 7\n")
+    assert_clean_error(cli("config", "validate", path), 2, "'train.epochs' is given twice", "line 3", "line 2")

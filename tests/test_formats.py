@@ -119,7 +119,7 @@ def test_csv_nan_and_inf(tmp_path, value):
 
 @pytest.mark.parametrize("label", ["-1", "0.5"])
 def test_csv_labels_must_be_integers_at_least_zero(tmp_path, label):
-    bad(tmp_path, "d.csv", f"sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,{label}\n", "not an integer >= 0", "line 3")
+    bad(tmp_path, "d.csv", f"sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,{label}\n", "not a class number", "line 3")
 
 
 def test_csv_mixed_numeric_and_text_labels(tmp_path):
@@ -177,3 +177,54 @@ def test_unknown_extension(tmp_path):
     (tmp_path / "d.txt").write_text("x")
     with pytest.raises(UsageError, match="cannot tell the format"):
         read_dataset(str(tmp_path / "d.txt"))
+
+
+def test_byte_order_mark_on_stdin_is_not_content():
+    data = ragged_dataset()
+    buffer = io.BytesIO()
+    write_dataset(data, "-", "jsonl", stdout=buffer)
+    assert_same(read_dataset("-", stdin=io.BytesIO(b"\xef\xbb\xbf" + buffer.getvalue())), data)
+
+
+def test_csv_row_with_extra_fields_names_its_line(tmp_path):
+    bad(tmp_path, "d.csv", "sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,1,9\n", "line 3", "saw 5")
+    bad(tmp_path, "d.csv", "sequence,step,x,y\n0,0,0.1,0,9\n0,1,0.2,1\n", "line 2", "5 fields", "header has 4")
+
+
+def test_csv_trailing_delimiters_are_tolerated(tmp_path):
+    (tmp_path / "d.csv").write_text("sequence,step,x,y\n0,0,0.5,0,\n0,1,0.25,1,\n")
+    data = read_dataset(str(tmp_path / "d.csv"))
+    assert data.x[0, :, 0].tolist() == [0.5, 0.25] and data.y.tolist() == [[0, 1]]
+
+
+def test_csv_empty_sequence_id(tmp_path):
+    bad(tmp_path, "d.csv", "sequence,step,x,y\na,0,0.1,0\n,0,0.2,1\n", "line 3", "'sequence' is empty")
+
+
+def test_csv_keeps_sequence_ids_and_strips_label_spaces(tmp_path):
+    (tmp_path / "d.csv").write_text("sequence,step,x,y\nb,0,0.1,cat \nb,1,0.2,cat\na,0,0.3,dog\n")
+    data = read_dataset(str(tmp_path / "d.csv"))
+    assert data.ids == ["b", "a"] and data.classes == ["cat", "dog"]
+    assert data.subset(np.array([1])).ids == ["a"]
+
+
+@pytest.mark.parametrize("label", ["1e20", "99999999999999999999", "70000"])
+def test_huge_labels_are_refused(tmp_path, label):
+    bad(tmp_path, "d.csv", f"sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,{label}\n", "not a class number", "line 3")
+    bad(tmp_path, "d.jsonl", f'{{"x": [0.1], "y": [{label}]}}\n', "not a class number")
+
+
+def test_jsonl_nested_labels(tmp_path):
+    bad(tmp_path, "d.jsonl", '{"x": [1, 2], "y": [[1], [0]]}\n', "line 1", "one label per step")
+
+
+def test_npz_text_labels_per_step(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((2, 3)), y=np.array([["a", "b", "pad"], ["b", "b", "b"]]), lengths=np.array([2, 3]))
+    data = read_dataset(str(path))
+    assert data.classes == ["a", "b"]  # the padded step's 'pad' is not a class
+    assert data.y.tolist() == [[0, 1, 0], [1, 1, 1]]
+
+
+def test_ts_repeated_class_label(tmp_path):
+    bad(tmp_path, "d.ts", "@problemName x\n@classLabel true a a b\n@data\n1,2:a\n", "'a' more than once", "line 2")

@@ -101,6 +101,7 @@ def test_force_replaces_and_json_mode_streams_epochs(cli, tmp_path):
     target = tmp_path / "run"
     target.mkdir()
     (target / "config.yaml").write_text("old: run\n")
+    (target / ".bilstm-run").write_text("")  # made by an earlier bilstm run
     result = cli(
         "train",
         *TINY,
@@ -124,11 +125,12 @@ def test_force_replaces_and_json_mode_streams_epochs(cli, tmp_path):
 
 def test_force_never_deletes_a_folder_that_is_not_a_run(cli, tmp_path):
     target = tmp_path / "precious"
-    target.mkdir()
+    (target / "src").mkdir(parents=True)
     (target / "thesis.tex").write_text("years of work")
+    (target / "config.yaml").write_text("a: 1\n")  # looks like a run, but bilstm did not make it
     result = cli("train", *TINY, "--out", target, "--force")
-    assert_clean_error(result, 2, "not a bilstm run directory")
-    assert (target / "thesis.tex").read_text() == "years of work"
+    assert_clean_error(result, 2, "was not made by bilstm")
+    assert (target / "thesis.tex").read_text() == "years of work" and (target / "src").is_dir()
 
 
 def test_gpu_without_gpu_is_a_usage_error(cli, tmp_path):
@@ -191,6 +193,14 @@ def test_evaluate_from_stdin(trained_run, cli):
     write_dataset(cumulative_sum_task(3, 10, rng=np.random.default_rng(2)), "-", "npz", stdout=buffer)
     report = json.loads(cli("evaluate", run, "--data", "-", "--json", input=buffer.getvalue()).stdout)
     assert report["sequences"] == 3 and report["data"] == "<stdin>"
+
+
+def test_predict_prints_the_inputs_own_sequence_ids(trained_run, cli, tmp_path):
+    run, _ = trained_run
+    rows = "".join(f"{name},{step},0.{step},0\n" for name in ("walk-7", "run-2") for step in range(3))
+    (tmp_path / "named.csv").write_text("sequence,step,x,y\n" + rows)
+    lines = cli("predict", run, tmp_path / "named.csv").stdout.splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["walk-7"] * 3 + ["run-2"] * 3
 
 
 def test_predict_refuses_the_wrong_feature_count(trained_run, cli, tmp_path):

@@ -18,6 +18,7 @@ def run_predict(
 ) -> str:
     """Predict for every sequence of ``input_path`` (``-`` = stdin); returns CSV or JSONL text.
 
+    ``sequence`` is the input's own id (CSV) or the sequence's position (other formats).
     CSV columns: ``sequence,step,class,probability`` for binary models (probability of class
     1, or of the sequence's label per sequence) and ``sequence,step,class,p_<name>...`` for
     several classes; per-sequence models have no ``step`` column.
@@ -41,12 +42,13 @@ def run_predict(
         flat = probabilities
     classes = np.asarray(names, dtype=object)[predicted_classes(flat)]
     binary = flat.shape[-1] == 1
+    ids = dataset.ids or list(range(dataset.size))  # the input's own sequence ids where it has them
     if output_format == "jsonl":
-        return _jsonl(dataset.size, sequence_index, classes, flat, names, binary, step_index is not None)
-    return _csv(sequence_index, step_index, classes, flat, names, binary)
+        return _jsonl(ids, sequence_index, classes, flat, names, binary, step_index is not None)
+    return _csv(ids, sequence_index, step_index, classes, flat, names, binary)
 
 
-def _csv(sequence_index, step_index, classes, flat, names, binary) -> str:
+def _csv(ids, sequence_index, step_index, classes, flat, names, binary) -> str:
     import csv
 
     buffer = io.StringIO()
@@ -55,22 +57,22 @@ def _csv(sequence_index, step_index, classes, flat, names, binary) -> str:
     writer.writerow(["sequence", *(["step"] if step_index is not None else []), "class", *probability_columns])
     for row in range(len(sequence_index)):
         steps = [int(step_index[row])] if step_index is not None else []
-        writer.writerow([int(sequence_index[row]), *steps, classes[row], *(f"{p:.6f}" for p in flat[row])])
+        writer.writerow([ids[sequence_index[row]], *steps, classes[row], *(f"{p:.6f}" for p in flat[row])])
     return buffer.getvalue()
 
 
-def _jsonl(count, sequence_index, classes, flat, names, binary, per_step) -> str:
+def _jsonl(ids, sequence_index, classes, flat, names, binary, per_step) -> str:
     lines = []
-    bounds = np.searchsorted(sequence_index, np.arange(count + 1))  # rows are grouped by sequence
-    for i in range(count):
+    bounds = np.searchsorted(sequence_index, np.arange(len(ids) + 1))  # rows are grouped by sequence
+    for i in range(len(ids)):
         rows = range(bounds[i], bounds[i + 1])
         probability = [
             round(float(p[0]), 6) if binary else [round(float(v), 6) for v in p]
             for p in flat[bounds[i] : bounds[i + 1]]
         ]
-        record = {"sequence": i, "class": [classes[r] for r in rows], "probability": probability}
+        record = {"sequence": ids[i], "class": [classes[r] for r in rows], "probability": probability}
         if not per_step:
-            record = {"sequence": i, "class": record["class"][0], "probability": record["probability"][0]}
+            record = {"sequence": ids[i], "class": record["class"][0], "probability": record["probability"][0]}
         if not binary:
             record["classes"] = names
         lines.append(json.dumps(record, separators=(",", ":")))
