@@ -108,11 +108,12 @@ def read_dataset(
     if dataset.y is None and require_labels:
         raise DataError(f"{where}: the input has no labels (y)", "add a y column/field with the labels")
     if task is not None and dataset.y is not None and dataset.task != task:
-        raise DataError(f"{where}: {_task_mismatch(dataset.task, task)}")
+        raise DataError(f"{where}: {task_mismatch(dataset.task, task)}")
     return dataset
 
 
-def _task_mismatch(found: str, wanted: str) -> str:
+def task_mismatch(found: str, wanted: str) -> str:
+    """Why labels of kind ``found`` cannot be used where ``wanted`` labels are needed."""
     if found == SEQUENCE:
         return "labels are one per sequence, but the model labels every step (data.task: per-step)"
     return "labels are given per step, but the model predicts one label per sequence (data.task: sequence)"

@@ -9,7 +9,7 @@ import numpy as np
 from .data import PER_STEP, SEQUENCE, Dataset, align_labels
 from .device import DeviceInfo
 from .errors import DataError, ModelError
-from .runs import SavedRun, locate_run
+from .runs import SavedRun
 
 
 @dataclass
@@ -29,13 +29,15 @@ class LoadedModel:
                 f"{where}: {dataset.features} feature(s) per step, but the model was trained on {self.features}",
                 "give data with the same features as the training data",
             )
+        if dataset.y is not None and dataset.task != self.task:
+            from .formats import task_mismatch
+
+            raise DataError(f"{where}: {task_mismatch(dataset.task, self.task)}")
         return align_labels(dataset, self.classes, self.num_classes, where)
 
     def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
         """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
         import tensorflow as tf
-
-        from .training import predict_in_batches
 
         call = tf.function(lambda x, lengths: self.model([x, lengths], training=False))
         return predict_in_batches(call, self.device.name, dataset.x, dataset.lengths, batch_size)
@@ -46,13 +48,12 @@ class LoadedModel:
         return names + [str(k) for k in range(len(names), self.num_classes)]
 
 
-def load_model_for_inference(target: str, device: DeviceInfo) -> LoadedModel:
-    """Load a run directory or .keras file on ``device``; errors name the file and the problem."""
+def load_model_for_inference(run: SavedRun, device: DeviceInfo) -> LoadedModel:
+    """Load a located run's model on ``device``; errors name the file and the problem."""
     import tensorflow as tf
 
     from .models import load_model
 
-    run = locate_run(target)
     try:
         with tf.device(device.name):
             model = load_model(str(run.model_path))
@@ -75,3 +76,22 @@ def load_model_for_inference(target: str, device: DeviceInfo) -> LoadedModel:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
+
+
+def predict_in_batches(call, device: str, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
+    """Run ``call(x, lengths)`` over fixed-size batches (the last one padded) and join them."""
+    import tensorflow as tf
+
+    count = x.shape[0]
+    batch_size = max(1, min(batch_size, count))
+    outputs = []
+    with tf.device(device):
+        for start in range(0, count, batch_size):
+            part_x = x[start : start + batch_size]
+            part_lengths = lengths[start : start + batch_size].astype(np.int32)
+            real = part_x.shape[0]
+            if real < batch_size:
+                part_x = np.concatenate([part_x, np.zeros((batch_size - real, *part_x.shape[1:]), part_x.dtype)])
+                part_lengths = np.concatenate([part_lengths, np.ones(batch_size - real, np.int32)])
+            outputs.append(call(part_x, part_lengths).numpy()[:real])
+    return np.concatenate(outputs)

@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,8 @@ def locate_run(target: str) -> SavedRun:
         if path.suffix != ".keras":
             raise ModelError(f"{target} is not a model: expected a run directory or a .keras file")
         model_path, directory = path, path.parent
+    if not zipfile.is_zipfile(model_path):  # a .keras file is a zip archive: cheap to check before TensorFlow
+        raise ModelError(f"{model_path} is not a loadable Keras model (not a .keras archive)")
     config = None
     if (directory / CONFIG).exists():
         from .config import resolve_config

@@ -109,7 +109,6 @@ class TrainingEngine:
         self._initial_optimizer_state = [v.numpy() for v in self.optimizer.variables]
         self._train_call = tf.function(self._train_steps, jit_compile=jit_compile)
         self._evaluate_call = tf.function(self._evaluate_batch)
-        self._predict_call = tf.function(self._predict_batch)
 
     # -- compiled bodies ---------------------------------------------------------------
 
@@ -134,9 +133,6 @@ class TrainingEngine:
     def _evaluate_batch(self, x, lengths, y, mask):
         predictions = self.model([x, lengths], training=False)
         return tf.stack(batch_terms(self.spec, y, predictions, mask, mask))
-
-    def _predict_batch(self, x, lengths):
-        return self.model([x, lengths], training=False)
 
     # -- public API --------------------------------------------------------------------
 
@@ -199,10 +195,6 @@ class TrainingEngine:
         positions = max(totals[1], 1.0)
         return float(totals[0] / positions), float(totals[2] / positions)
 
-    def predict(self, x: np.ndarray, lengths: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Output probabilities for every sequence, in fixed-size batches (one trace)."""
-        return predict_in_batches(self._predict_call, self.device, x, lengths, batch_size)
-
     def state(self) -> list[np.ndarray]:
         """All model variables (weights and dropout RNG state) and optimizer variables."""
         return [v.numpy() for v in self.model.variables] + [v.numpy() for v in self.optimizer.variables]
@@ -220,23 +212,6 @@ class TrainingEngine:
             variable.assign(value)
         for variable, value in zip(self.optimizer.variables, self._initial_optimizer_state):
             variable.assign(value)
-
-
-def predict_in_batches(call, device: str, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run ``call(x, lengths)`` over fixed-size batches (the last one padded) and join them."""
-    count = x.shape[0]
-    batch_size = max(1, min(batch_size, count))
-    outputs = []
-    with tf.device(device):
-        for start in range(0, count, batch_size):
-            part_x = x[start : start + batch_size]
-            part_lengths = lengths[start : start + batch_size].astype(np.int32)
-            real = part_x.shape[0]
-            if real < batch_size:
-                part_x = np.concatenate([part_x, np.zeros((batch_size - real, *part_x.shape[1:]), part_x.dtype)])
-                part_lengths = np.concatenate([part_lengths, np.ones(batch_size - real, np.int32)])
-            outputs.append(call(part_x, part_lengths).numpy()[:real])
-    return np.concatenate(outputs)
 
 
 def steps_per_call(steps_per_epoch: int, epochs_per_log: int, batch_size: int, timesteps: int, features: int) -> int:

@@ -95,12 +95,13 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
         if data.validation_size > 0:
             rng = stream_rng(data.validation_seed, VALIDATION_STREAM)
             validation = cumulative_sum_task(data.validation_size, data.timesteps, data.threshold, rng, data.task)
-        sample = cumulative_sum_task(
-            1000, data.timesteps, data.threshold, stream_rng(seed, STANDARDIZE_STREAM), data.task
-        )
         spec = ModelSpec(features=1, num_classes=2, task=data.task)
-        weights = _class_weights(config, sample, 2, None)
-        return TrainingData(spec, None, None, validation, _standardization(config, sample), weights, data.timesteps)
+        standardization = weights = None
+        if data.standardize or config.train.class_weight is not None:  # fitted on a sample of the stream
+            rng = stream_rng(seed, STANDARDIZE_STREAM)
+            sample = cumulative_sum_task(1000, data.timesteps, data.threshold, rng, data.task)
+            standardization, weights = _standardization(config, sample), _class_weights(config, sample, 2, None)
+        return TrainingData(spec, None, None, validation, standardization, weights, data.timesteps)
 
     from .formats import read_dataset
 

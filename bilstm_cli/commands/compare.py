@@ -103,15 +103,20 @@ def run_job(
     on_result: Callable[[dict], None],
     should_stop: Callable[[], bool],
     threads: int | None = None,
+    data=None,
 ) -> None:
-    """Train every repeat of one job's variant with one compiled engine; write each result."""
+    """Train every repeat of one job's variant with one compiled engine; write each result.
+
+    ``data``: the prepared training data when the caller has it (worker processes prepare their own).
+    """
     from ..device import select_device
     from ..training_data import prepare_training_data
     from .train import TrainingSession
 
     device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
-    data = prepare_training_data(config, seeds[0])
+    if data is None:
+        data = prepare_training_data(config, seeds[0])
     settings = variant_config(config, job.variant)
     session = TrainingSession(settings, data, device, seeds[job.repeats[0]])
     session.compile()
@@ -180,6 +185,7 @@ def run_compare(
 ) -> CompareResult:
     """Run every missing (variant, repeat), then write curves, summary, plot and config."""
     from ..signals import StopRequest
+    from ..training_data import prepare_training_data
     from .train import with_seed
 
     started = time.perf_counter()
@@ -195,9 +201,8 @@ def run_compare(
     else:
         config = with_seed(config)
         config.compare.variants = variants
-        from ..training_data import prepare_training_data
-
-        prepare_training_data(config, config.train.seed)  # refuse bad data before creating anything
+    data = prepare_training_data(config, config.train.seed)  # bad data fails before anything is written
+    if not resume:
         runs.prepare_run_directory(out, config.output.overwrite)
         runs.save_config(out, config)
     (out / RESULTS).mkdir(exist_ok=True)
@@ -213,7 +218,7 @@ def run_compare(
     with StopRequest("stopping at the next safe point; finished runs are kept (press again to quit at once)") as stop:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
-                run_job(config, job, out, reporter.on_result, lambda: stop.requested)
+                run_job(config, job, out, reporter.on_result, lambda: stop.requested, data=data)
         else:
             _run_parallel(config, jobs, out, reporter, stop, workers)
     reporter.close()

@@ -11,6 +11,7 @@ from ..device import draw_seed, select_device
 from ..errors import UsageError
 from ..evaluation import Evaluation, evaluate_predictions, predicted_classes
 from ..inference import LoadedModel, load_model_for_inference
+from ..runs import locate_run
 
 
 @dataclass
@@ -45,15 +46,17 @@ def run_evaluate(
         raise UsageError(f"--samples must be at least 1, got {samples}")
     if show < 0:
         raise UsageError(f"--show must be 0 or more, got {show}")
-    loaded = load_model_for_inference(target, select_device(device))
+    run = locate_run(target)
+    task = run.data_spec.get("task")
+    # read (or draw) the data first: a bad file is reported before TensorFlow's slow import
     if data_path is not None:
         from ..formats import read_dataset
 
         where = "<stdin>" if data_path == "-" else data_path
-        dataset = loaded.check(read_dataset(data_path, input_format, task=loaded.task), where)
+        dataset = read_dataset(data_path, input_format, task=task)
         source, used_seed = where, None
     else:
-        config = loaded.run.config
+        config = run.config
         if config is None:
             raise UsageError(
                 f"{target}: no config.yaml beside the model, so the task to draw sequences from is unknown",
@@ -62,10 +65,11 @@ def run_evaluate(
         used_seed = seed if seed is not None else draw_seed()
         data = config.data
         rng = np.random.default_rng(used_seed)
-        dataset = loaded.check(
-            cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.task), "generated"
-        )
+        dataset = cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.task)
+        where = "generated"
         source = f"{samples} fresh sequences (T={data.timesteps}, threshold={data.threshold})"
+    loaded = load_model_for_inference(run, select_device(device))
+    dataset = loaded.check(dataset, where)
     probabilities = loaded.predict(dataset)
     evaluation = evaluate_predictions(probabilities, dataset, loaded.num_classes)
     return EvaluateResult(

@@ -11,6 +11,7 @@ from ..data import PER_STEP
 from ..device import select_device
 from ..evaluation import predicted_classes
 from ..inference import load_model_for_inference
+from ..runs import locate_run
 
 
 def run_predict(
@@ -25,10 +26,12 @@ def run_predict(
     """
     from ..formats import read_dataset
 
-    loaded = load_model_for_inference(target, select_device(device))
+    run = locate_run(target)
     where = "<stdin>" if input_path == "-" else input_path
+    # read the input first: a bad file is reported before TensorFlow's slow import
     dataset = read_dataset(input_path, input_format, require_labels=False)
     dataset.y = None  # labels in the input are ignored, and need not be known to the model
+    loaded = load_model_for_inference(run, select_device(device))
     loaded.check(dataset, where)
     probabilities = loaded.predict(dataset)
     names = loaded.class_names()
