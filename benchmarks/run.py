@@ -51,9 +51,9 @@ def bilstm(*args: str) -> list[str]:
 
 
 def machine() -> dict:
-    from bilstm_cli.device import import_tensorflow
+    from bilstm_cli import backend
 
-    tf = import_tensorflow()  # quietly: TensorFlow's start-up logs would bury the table
+    tf = backend.tensorflow()  # quietly: TensorFlow's start-up logs would bury the table
 
     cpu = "unknown"
     if Path("/proc/cpuinfo").exists():
@@ -103,10 +103,11 @@ def per_step(naive_steps: int = 200, engine_steps: int = 1000, repeats: int = 5)
     naive = statistics.median(fit_times[10:])  # steady state: the first calls trace the graph
 
     # bilstm's engine on the same task and model, as `train --config tutorial-bilstm.yaml` runs it
-    from bilstm_cli.batches import OnlineSource
-    from bilstm_cli.config import resolve_config
-    from bilstm_cli.models import ModelSpec, build_model
-    from bilstm_cli.training import TrainingEngine, use_xla
+    from bilstm_cli.config.resolve import resolve_config
+    from bilstm_cli.data.batches import OnlineSource
+    from bilstm_cli.engine.tensorflow import TrainingEngine, use_xla
+    from bilstm_cli.model.build import build_model
+    from bilstm_cli.model.spec import ModelSpec
 
     config = resolve_config(ROOT / "configs" / "tutorial-bilstm.yaml")
     spec = ModelSpec(1, 2)

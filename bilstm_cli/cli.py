@@ -1,8 +1,9 @@
 """Command-line interface: parse flags, build the config, call one core function, report.
 
-This is the only module that maps exceptions to exit codes. TensorFlow, pandas and
-matplotlib are imported inside the commands that need them, so ``bilstm --help``,
-``bilstm config ...`` and ``bilstm generate`` start fast.
+This is the only module that maps exceptions to exit codes (:class:`BilstmGroup`). The
+commands' modules (and with them the backend, pandas and matplotlib) are imported inside the
+commands that need them, so ``bilstm --help``, ``bilstm config ...`` and ``bilstm generate``
+start fast.
 """
 
 from __future__ import annotations
@@ -10,13 +11,26 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, UsageError
+from .config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
+from .config.vocabulary import MODEL_VARIANTS
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+from .options import (
+    config_options,
+    device_option,
+    input_format_option,
+    json_option,
+    model_options,
+    predict_format_option,
+    quiet_option,
+    task_option,
+    train_options,
+    write_format_option,
+)
 
 # ---------------------------------------------------------------------------- error handling
 
@@ -63,91 +77,11 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-# ---------------------------------------------------------------------------- reusable options
-
-
-def config_options(function: Callable) -> Callable:
-    """``--config FILE`` and repeatable ``--set section.key=value``."""
-    function = click.option(
-        "--set",
-        "assignments",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable).",
-    )(function)
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False),
-        help="YAML config file (see configs/).",
-    )(function)
-
-
-def model_options(function: Callable) -> Callable:
-    for decorator in reversed(
-        [
-            click.option("--kind", type=click.Choice(["lstm", "bilstm"]), help="Model kind."),
-            click.option(
-                "--direction",
-                type=click.Choice(["forward", "backward", "backward-unaligned"]),
-                help="LSTM direction (implies --kind lstm).",
-            ),
-            click.option(
-                "--merge",
-                type=click.Choice(["concat", "sum", "mul", "ave"]),
-                help="BiLSTM merge mode (implies --kind bilstm).",
-            ),
-            click.option("--units", type=int, help="LSTM units per direction."),
-            click.option("--layers", type=int, help="Stacked recurrent layers."),
-            click.option("--dropout", type=float, help="Dropout after each recurrent layer."),
-        ]
-    ):
-        function = decorator(function)
-    return function
-
-
-def train_options(function: Callable) -> Callable:
-    for decorator in reversed(
-        [
-            click.option("--epochs", type=int, help="Training epochs."),
-            click.option("--batch-size", type=int, help="Sequences per optimizer step."),
-            click.option("--learning-rate", type=float, help="Optimizer learning rate."),
-            click.option("--seed", type=int, help="Random seed (drawn and recorded if absent)."),
-            device_option,
-        ]
-    ):
-        function = decorator(function)
-    return function
-
-
-device_option = click.option("--device", help="auto, cpu, gpu or gpu:N.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors and the product.")
-
-
-def model_flags(kind, direction, merge, units, layers, dropout) -> dict[str, Any]:
-    """Dedicated model flags as config paths; --merge/--direction imply the kind."""
-    flags: dict[str, Any] = {"model.units": units, "model.layers": layers, "model.dropout": dropout}
-    if merge is not None:
-        flags.update({"model.kind": "bilstm", "model.merge": merge, "model.direction": _CLEAR})
-    if direction is not None:
-        flags.update({"model.kind": "lstm", "model.direction": direction, "model.merge": _CLEAR})
-    if kind is not None:
-        flags["model.kind"] = kind
-        # switching kind drops the other kind's setting unless it was given explicitly
-        flags.setdefault("model.merge" if kind == "lstm" else "model.direction", _CLEAR)
-    return flags
-
-
-_CLEAR = object()  # a flag value meaning "set this key to null"
-
-
 def resolve(config_file, assignments, flags: dict[str, Any]):
     """The one place every command builds its config (defaults < file < --set < flags)."""
-    from .config import resolve_config
+    from .config.resolve import resolve_config  # pydantic: imported only by commands that need a config
 
-    values = {path: (None if value is _CLEAR else value) for path, value in flags.items()}
-    cleared = [path for path, value in flags.items() if value is _CLEAR]
+    values, cleared = split_flags(flags)
     return resolve_config(config_file, assignments, values, cleared)
 
 
@@ -177,9 +111,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--samples", type=int, default=1000, show_default=True, help="Number of sequences.")
 @click.option("--timesteps", type=int, help="Steps per sequence (data.timesteps, default 10).")
 @click.option("--threshold", type=float, help="Label limit as a fraction of timesteps (default 0.25).")
-@click.option("--task", type=click.Choice(["per-step", "sequence"]), help="Labels per step or per sequence.")
+@task_option
 @click.option("--seed", type=int, help="Seed (same seed, byte-identical output).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "npz", "jsonl"]), help="Default: from -o's extension.")
+@write_format_option
 @click.option("-o", "--output", default="-", show_default=True, help="Output file, '-' for stdout.")
 @quiet_option
 def generate(config_file, assignments, samples, timesteps, threshold, task, seed, fmt, output, quiet):
@@ -212,7 +146,7 @@ def config() -> None:
 @train_options
 def config_show(config_file, assignments, **flags):
     """Print the resolved config as YAML (valid input for --config)."""
-    resolved = resolve(config_file, assignments, common_flags(flags))
+    resolved = resolve(config_file, assignments, shared_flags(flags))
     click.echo(resolved.to_yaml(), nl=False)
 
 
@@ -226,47 +160,7 @@ def config_validate(file, quiet):
         click.echo(f"{file}: valid", err=True)
 
 
-def common_flags(flags: dict[str, Any]) -> dict[str, Any]:
-    """Map the shared model/train flags onto config key paths."""
-    mapped = model_flags(
-        flags.pop("kind", None),
-        flags.pop("direction", None),
-        flags.pop("merge", None),
-        flags.pop("units", None),
-        flags.pop("layers", None),
-        flags.pop("dropout", None),
-    )
-    for name in ("epochs", "batch_size", "learning_rate", "seed", "device"):
-        if name in flags:
-            mapped[f"train.{name}"] = flags.pop(name)
-    return mapped
-
-
 # ---------------------------------------------------------------------------- train
-
-
-def refuse_with_resume(what: str, options: dict[str, Any]) -> None:
-    """--resume reuses the saved config: refuse options that would change the experiment."""
-    given = [name for name, value in options.items() if value is not None and value != ()]
-    if given:
-        raise UsageError(
-            f"{what}; {', '.join(given)} would change the experiment",
-            "start a new run instead, or resume without those options",
-        )
-
-
-EXPERIMENT_FLAGS = (
-    "kind",
-    "direction",
-    "merge",
-    "units",
-    "layers",
-    "dropout",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "seed",
-)
 
 
 @main.command()
@@ -285,13 +179,15 @@ EXPERIMENT_FLAGS = (
 def train(config_file, assignments, data_path, val_path, log_every, out, name, force, resume, as_json, quiet, **flags):
     """Train an LSTM or BiLSTM and save a run directory."""
     from .commands.train import run_train
-    from .report import EpochReporter, emit_json, stderr_console
+    from .report.console import emit_json, stderr_console
+    from .report.training import EpochReporter
+    from .runs.directory import load_saved_config
 
     if resume:
         refuse_with_resume(
             "--resume continues with the run's saved config",
             {
-                **{f"--{k.replace('_', '-')}": flags.get(k) for k in EXPERIMENT_FLAGS},
+                **{option_name(k): flags.get(k) for k in EXPERIMENT_FLAGS},
                 "--config": config_file,
                 "--set": assignments,
                 "--data": data_path,
@@ -301,13 +197,13 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
                 "--name": name,
             },
         )
-        config = resolve(os.path.join(resume, "config.yaml"), (), {"train.device": flags.get("device")})
+        config = load_saved_config(resume, {"train.device": flags.get("device")})
     else:
         config = resolve(
             config_file,
             assignments,
             {
-                **common_flags(flags),
+                **shared_flags(flags),
                 "data.train_path": data_path,
                 "data.val_path": val_path,
                 "train.log_every": log_every,
@@ -335,10 +231,6 @@ def _fmt(value) -> str:
 
 # ---------------------------------------------------------------------------- evaluate / predict
 
-input_format_option = click.option(
-    "--input-format", type=click.Choice(["csv", "npz", "jsonl", "ts"]), help="Input format (default: from the name)."
-)
-
 
 @main.command()
 @click.argument("target", metavar="RUN_DIR|MODEL.keras")
@@ -352,7 +244,8 @@ input_format_option = click.option(
 def evaluate(target, data_path, samples, seed, show, input_format, device, as_json):
     """Score a saved model: loss, accuracy, per-step accuracy, confusion matrix, per-class F1."""
     from .commands.evaluate import run_evaluate
-    from .report import emit_json, print_evaluation, stdout_console
+    from .report.console import emit_json, stdout_console
+    from .report.evaluation import print_evaluation
 
     result = run_evaluate(target, data_path, samples, seed, show, device or "auto", input_format)
     if as_json:
@@ -364,7 +257,7 @@ def evaluate(target, data_path, samples, seed, show, input_format, device, as_js
 @main.command()
 @click.argument("target", metavar="RUN_DIR|MODEL.keras")
 @click.argument("input_path", metavar="INPUT|-")
-@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@predict_format_option
 @input_format_option
 @device_option
 def predict(target, input_path, output_format, input_format, device):
@@ -378,15 +271,11 @@ def predict(target, input_path, output_format, input_format, device):
 # ---------------------------------------------------------------------------- compare
 
 
-def _names(value: str | None) -> list[str] | None:
-    return [name.strip() for name in value.split(",") if name.strip()] if value else None
-
-
 @main.command()
 @config_options
 @click.option(
     "--variants",
-    help="Comma-separated: lstm-forward, lstm-backward, lstm-backward-unaligned, bilstm-concat|sum|mul|ave.",
+    help=f"Comma-separated, from: {', '.join(MODEL_VARIANTS)}.",
 )
 @click.option("--modes", help="Shorthand for BiLSTM variants, e.g. sum,mul,ave,concat.")
 @click.option("--repeats", type=int, help="Paired repeats (seeds) per variant.")
@@ -416,19 +305,13 @@ def compare(
     quiet,
 ):
     """Train several variants over paired seeds and say, with statistics, which is better."""
-    from pathlib import Path
+    from .commands.compare import run_compare
+    from .config.variants import parse_variants, split_list
+    from .report.comparison import CompareReporter, print_compare_summary
+    from .report.console import emit_json, stderr_console, stdout_console
+    from .report.training import EpochReporter
+    from .runs.directory import load_saved_config
 
-    from .commands.compare import parse_variants, run_compare
-    from .report import CompareReporter, EpochReporter, emit_json, print_compare_summary, stderr_console, stdout_console
-
-    flags = {
-        "compare.repeats": repeats,
-        "train.epochs": epochs,
-        "compare.workers": workers,
-        "train.seed": seed,
-        "train.device": device,
-        "output.overwrite": True if force else None,
-    }
     if resume:
         refuse_with_resume(
             "--resume finishes the saved comparison",
@@ -443,17 +326,24 @@ def compare(
                 "--out": out,
             },
         )
-        config = resolve(os.path.join(resume, "config.yaml"), (), {"compare.workers": workers, "train.device": device})
-        out_dir = Path(resume)
+        config = load_saved_config(resume, {"compare.workers": workers, "train.device": device})
     else:
-        config = resolve(config_file, assignments, flags)
-        from .runs import run_directory
-
-        out_dir = run_directory(config.output, "compare", out)
-    chosen = parse_variants(_names(variants), _names(modes), config.compare.variants)
+        config = resolve(
+            config_file,
+            assignments,
+            {
+                "compare.repeats": repeats,
+                "train.epochs": epochs,
+                "compare.workers": workers,
+                "train.seed": seed,
+                "train.device": device,
+                "output.overwrite": True if force else None,
+            },
+        )
+    chosen = parse_variants(split_list(variants), split_list(modes), config.compare.variants)
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
-    result = run_compare(config, chosen, out_dir, reporter, resume=bool(resume))
+    result = run_compare(config, chosen, reporter, out=out, resume=resume)
     if as_json:
         emit_json({**result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})
     else:

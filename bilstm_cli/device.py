@@ -1,77 +1,17 @@
-"""Device selection, TensorFlow start-up settings and seeds.
+"""Device selection and seeds.
 
-Everything that must happen before TensorFlow is imported lives here, so commands call
-:func:`select_device` first and import Keras after it.
+Device settings must be made before the backend starts its runtime, so commands call
+:func:`select_device` before they build a model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from . import backend
 from .errors import DeviceError
-
-XLA_CACHE_FILES = 200  # compiled programs kept in the persistent cache (about 1.5 MB each)
-
-
-def configure_environment() -> None:
-    """Settings that must precede the TensorFlow import: quiet C++ logs (unless
-    BILSTM_DEBUG is set) and a persistent XLA compilation cache.
-
-    The cache keeps compiled training loops between runs, keyed by the compiled program, so
-    rerunning the same architecture skips most of the XLA compile time and a changed model
-    or TensorFlow version simply compiles afresh. ``BILSTM_XLA_CACHE=off`` disables it,
-    ``BILSTM_XLA_CACHE=DIR`` moves it (default ``~/.cache/bilstm/xla``).
-    """
-    debug = bool(os.environ.get("BILSTM_DEBUG"))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "0" if debug else "3")
-    setting = os.environ.get("BILSTM_XLA_CACHE", "")
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if setting.lower() in ("off", "0", "false", "no") or "tf_xla_persistent_cache_directory" in flags:
-        return
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = Path(setting) if setting else cache_home / "bilstm" / "xla"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _prune(directory, XLA_CACHE_FILES)
-    except OSError:
-        return  # an unusable cache only costs compile time
-    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={directory}".strip()
-
-
-def _prune(directory: Path, keep: int) -> None:
-    """Delete all but the ``keep`` most recently used cache files."""
-    files = sorted(directory.glob("*.pb"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for stale in files[keep:]:
-        stale.unlink(missing_ok=True)
-
-
-def import_tensorflow():
-    """Import TensorFlow with its start-up chatter hidden (unless BILSTM_DEBUG is set).
-
-    Some CUDA-stub messages are written to file descriptor 2 before TensorFlow's log level
-    applies, so stderr itself is parked on /dev/null for the import.
-    """
-    configure_environment()
-    if "tensorflow" in sys.modules or os.environ.get("BILSTM_DEBUG"):
-        import tensorflow as tf
-
-        return tf
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    return tf
 
 
 @dataclass
@@ -97,7 +37,7 @@ def select_device(requested: str = "auto", threads: int | None = None) -> Device
     Raises:
         DeviceError: ``gpu`` was asked for and TensorFlow sees none (exit code 2).
     """
-    tf = import_tensorflow()
+    tf = backend.tensorflow()
     if threads:
         _try(lambda: tf.config.threading.set_intra_op_parallelism_threads(threads))
         _try(lambda: tf.config.threading.set_inter_op_parallelism_threads(threads))
@@ -133,9 +73,7 @@ def _try(action) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and Keras/TensorFlow: same seed, bit-identical CPU runs."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
+    backend.keras.utils.set_random_seed(seed)
 
 
 def draw_seed() -> int:

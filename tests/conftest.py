@@ -42,6 +42,55 @@ def run_bilstm(
     )
 
 
+def tiny_flags(
+    epochs: int | None = 20,
+    samples_per_epoch: int | None = 4,
+    batch_size: int | None = 4,
+    validation_size: int | None = 64,
+    units: int | None = 6,
+    log_every: int | None = 5,
+    jit_compile: bool | None = False,
+    seed: int | None = None,
+    **settings,
+) -> list[str]:
+    """Command-line options for a tiny training run (a few dozen steps), as ``--set`` options so
+    they work with train, compare and config alike. None leaves a key at its default;
+    ``settings`` adds more keys (``checkpoint_every=10`` -> ``--set train.checkpoint_every=10``).
+    """
+    keys = {
+        "train.epochs": epochs,
+        "data.samples_per_epoch": samples_per_epoch,
+        "train.batch_size": batch_size,
+        "data.validation_size": validation_size,
+        "model.units": units,
+        "train.log_every": log_every,
+        "train.jit_compile": None if jit_compile is None else str(jit_compile).lower(),
+        "train.seed": seed,
+    }
+    for name, value in settings.items():
+        section = "data" if name in DATA_KEYS else "model" if name in MODEL_KEYS else "train"
+        keys[f"{section}.{name}"] = value
+    return [part for key, value in keys.items() if value is not None for part in ("--set", f"{key}={value}")]
+
+
+DATA_KEYS = {"task", "timesteps", "standardize", "validation_split", "threshold"}
+MODEL_KEYS = {"kind", "merge", "direction", "layers", "dropout", "pooling"}
+
+
+@pytest.fixture
+def tiny():
+    """The one source of tiny-run flags: ``tiny(epochs=40, units=8)`` (see :func:`tiny_flags`)."""
+    return tiny_flags
+
+
+@pytest.fixture(scope="session")
+def cpu_device():
+    """Select the CPU once, before any test module's models touch the backend's devices."""
+    from bilstm_cli.device import select_device
+
+    return select_device("cpu")
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 

@@ -9,26 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from .conftest import assert_clean_error
+from .conftest import assert_clean_error, tiny_flags
 
-TINY = [
-    "--epochs",
-    "20",
-    "--set",
-    "train.log_every=5",
-    "--set",
-    "data.samples_per_epoch=4",
-    "--set",
-    "train.batch_size=4",
-    "--set",
-    "data.validation_size=64",
-    "--set",
-    "model.units=6",
-    "--seed",
-    "10",
-    "--set",
-    "train.jit_compile=false",
-]
+TINY = tiny_flags(epochs=20, log_every=5, samples_per_epoch=4, batch_size=4, validation_size=64, units=6, seed=10)
 
 
 @pytest.fixture(scope="module")

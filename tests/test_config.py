@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bilstm_cli.config import Config, resolve_config
+from bilstm_cli.config.resolve import resolve_config
+from bilstm_cli.config.schema import Config
+from bilstm_cli.config.variants import model_variant_name
 from bilstm_cli.errors import ConfigError
 
 from .conftest import ROOT, assert_clean_error
@@ -19,7 +21,7 @@ def write(tmp_path, text: str, name: str = "config.yaml"):
 
 def test_defaults_are_a_sensible_bilstm():
     config = resolve_config()
-    assert config.model.variant == "bilstm-concat"
+    assert model_variant_name(config.model) == "bilstm-concat"
     assert config.model.units == 20
     assert config.train.learning_rate == 0.003
     assert config.data.samples_per_epoch == config.train.batch_size == 32

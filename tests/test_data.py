@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bilstm_cli.data import SEQUENCE, cumulative_sum_task, encode_labels, stream_rng
+from bilstm_cli.data.dataset import SEQUENCE
+from bilstm_cli.data.generator import cumulative_sum_task, stream_rng
+from bilstm_cli.data.labels import encode_labels
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pytest
 
-from bilstm_cli.data import Dataset, cumulative_sum_task
+from bilstm_cli.data.dataset import Dataset
+from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.data.io import read_dataset, write_dataset
 from bilstm_cli.errors import DataError, UsageError
-from bilstm_cli.formats import read_dataset, write_dataset
 
 FORMATS = ["csv", "npz", "jsonl"]
 

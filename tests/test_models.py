@@ -6,19 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bilstm_cli.device import select_device
+from bilstm_cli.backend import keras
+from bilstm_cli.config.schema import ModelSettings
+from bilstm_cli.data.batches import make_batches
+from bilstm_cli.data.dataset import Dataset
+from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.engine.tensorflow import TrainingEngine
+from bilstm_cli.model.build import build_model, load_model
+from bilstm_cli.model.spec import ModelSpec
 
-DEVICE = select_device("cpu")
+from .numpy_lstm import lstm_outputs
 
-import keras  # noqa: E402 - after select_device, which configures TensorFlow first
-
-from bilstm_cli.batches import make_batches  # noqa: E402
-from bilstm_cli.config import ModelSettings  # noqa: E402
-from bilstm_cli.data import Dataset, cumulative_sum_task  # noqa: E402
-from bilstm_cli.models import ModelSpec, build_model, load_model  # noqa: E402
-from bilstm_cli.training import TrainingEngine  # noqa: E402
-
-from .numpy_lstm import lstm_outputs  # noqa: E402
+pytestmark = pytest.mark.usefixtures("cpu_device")
 
 VARIANTS = [
     dict(kind="lstm", direction="forward"),

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import yaml
 
-from bilstm_cli.data import Dataset
-from bilstm_cli.formats import read_dataset, write_dataset
-from bilstm_cli.training_data import stratified_split
+from bilstm_cli.data.dataset import Dataset
+from bilstm_cli.data.io import read_dataset, write_dataset
+from bilstm_cli.data.prepare import stratified_split
 
-from .conftest import assert_clean_error, json_lines
+from .conftest import assert_clean_error, json_lines, tiny_flags
 
-FAST = ["--set", "train.jit_compile=false", "--units", "8", "--log-every", "5", "--seed", "1"]
+FAST = tiny_flags(
+    epochs=None, samples_per_epoch=None, batch_size=None, validation_size=None, units=8, log_every=5, seed=1
+)
 
 TS_FILE = """# a small multivariate, variable-length archive file
 @problemName Motions
@@ -119,7 +121,7 @@ def test_sequence_classification_from_ts_end_to_end(ts_run, cli):
 
 
 def test_standardisation_is_fitted_on_training_data_and_saved_in_the_model(ts_run):
-    from bilstm_cli.models import load_model
+    from bilstm_cli.model.build import load_model
 
     model = load_model(str(ts_run / "run" / "model.keras"))
     layer = model.get_layer("standardize")

@@ -11,29 +11,22 @@ import sys
 import numpy as np
 import pytest
 
-from bilstm_cli import atomic
-from bilstm_cli.runs import load_checkpoint
+from bilstm_cli.runs import atomic
+from bilstm_cli.runs.checkpoint import load_checkpoint
 
-from .conftest import assert_clean_error, run_bilstm
+from .conftest import assert_clean_error, run_bilstm, tiny_flags
 
-LONG = [
-    "--epochs",
-    "1500",
-    "--set",
-    "data.samples_per_epoch=2",
-    "--batch-size",
-    "2",
-    "--set",
-    "data.validation_size=32",
-    "--units",
-    "6",
-    "--log-every",
-    "10",
-    "--seed",
-    "5",
-    "--set",
-    "train.checkpoint_every=10",
-]
+LONG = tiny_flags(
+    epochs=1500,
+    samples_per_epoch=2,
+    batch_size=2,
+    validation_size=32,
+    units=6,
+    log_every=10,
+    jit_compile=None,
+    seed=5,
+    checkpoint_every=10,
+)
 
 
 def start(*args: str) -> subprocess.Popen:

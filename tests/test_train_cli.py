@@ -9,25 +9,15 @@ import numpy as np
 import pytest
 import yaml
 
-from bilstm_cli.data import Dataset, cumulative_sum_task
-from bilstm_cli.formats import write_dataset
+from bilstm_cli.data.dataset import Dataset
+from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.data.io import write_dataset
 
-from .conftest import assert_clean_error, json_lines, run_bilstm
+from .conftest import assert_clean_error, json_lines, run_bilstm, tiny_flags
 
-TINY = [
-    "--epochs",
-    "40",
-    "--set",
-    "data.samples_per_epoch=8",
-    "--batch-size",
-    "8",
-    "--set",
-    "data.validation_size=64",
-    "--units",
-    "8",
-    "--log-every",
-    "10",
-]
+TINY = tiny_flags(
+    epochs=40, samples_per_epoch=8, batch_size=8, validation_size=64, units=8, log_every=10, jit_compile=None
+)
 
 
 @pytest.fixture(scope="module")

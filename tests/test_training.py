@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bilstm_cli.device import select_device
-
-DEVICE = select_device("cpu")
-
-import keras  # noqa: E402
-
-from bilstm_cli.batches import OnlineSource, make_batches  # noqa: E402
-from bilstm_cli.config import DataConfig, ModelSettings  # noqa: E402
-from bilstm_cli.data import Dataset, cumulative_sum_task  # noqa: E402
-from bilstm_cli.models import ModelSpec, build_model  # noqa: E402
-from bilstm_cli.training import FitCallbacks, FitPlan, NonFiniteLoss, TrainingEngine, fit  # noqa: E402
+from bilstm_cli.backend import keras
+from bilstm_cli.config.schema import DataConfig, ModelSettings
+from bilstm_cli.data.batches import OnlineSource, make_batches
+from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.engine.loop import FitCallbacks, FitPlan, NonFiniteLoss, fit
+from bilstm_cli.engine.tensorflow import TrainingEngine
+from bilstm_cli.model.build import build_model
+from bilstm_cli.model.spec import ModelSpec
 
 SPEC = ModelSpec(1, 2)
+
+pytestmark = pytest.mark.usefixtures("cpu_device")
 
 
 def fresh_model(seed: int = 3) -> keras.Model:
@@ -102,7 +101,7 @@ def test_non_finite_loss_names_the_first_bad_epoch():
 
 
 def test_dataset_shuffles_differ_per_epoch_but_repeat_per_seed():
-    from bilstm_cli.batches import DatasetSource
+    from bilstm_cli.data.batches import DatasetSource
 
     data = cumulative_sum_task(10, 4, rng=np.random.default_rng(0))
     source = DatasetSource(data, batch_size=4, seed=9)
@@ -117,25 +116,27 @@ def test_dataset_shuffles_differ_per_epoch_but_repeat_per_seed():
 
 
 def test_class_weights_scale_the_loss():
-    data = Dataset(
-        *[
-            a
-            for a in (
-                cumulative_sum_task(8, 10, rng=np.random.default_rng(2)).__dict__[k] for k in ("x", "y", "lengths")
-            )
-        ]
-    )
-    engine = TrainingEngine(fresh_model(), SPEC, steps_per_call=1)
-    plain = engine.evaluate(make_batches(data, 8))[0]
-    batches = make_batches(data, 8, class_weights=np.array([1.0, 1.0], np.float32))
-    assert np.array_equal(batches.weight, batches.mask)
-    weighted = make_batches(data, 8, class_weights=np.array([1.0, 3.0], np.float32))
-    assert weighted.weight.sum() > batches.weight.sum()
-    assert plain > 0
+    """A training step's loss is sum(weight[label] x cross-entropy) / labelled positions."""
+    from bilstm_cli.inference.metrics import cross_entropy
+
+    data = cumulative_sum_task(8, 10, rng=np.random.default_rng(2))
+    model = fresh_model()
+    probabilities = keras.ops.convert_to_numpy(model([data.x, data.lengths.astype("int32")], training=False))
+    per_position = cross_entropy(probabilities.reshape(-1, 1), data.y.reshape(-1))
+    weights = np.array([1.0, 3.0], np.float32)
+
+    def first_step_loss(class_weights):
+        engine = TrainingEngine(fresh_model(), SPEC, steps_per_call=1)
+        return engine.train(make_batches(data, 8, class_weights=class_weights))[0, 0]
+
+    unweighted, weighted = first_step_loss(None), first_step_loss(weights)
+    assert unweighted == pytest.approx(per_position.mean(), rel=1e-5)
+    assert weighted == pytest.approx((weights[data.y.reshape(-1)] * per_position).sum() / per_position.size, rel=1e-5)
+    assert weighted > unweighted * 1.2  # class 1 makes up a good share of the steps: its weight shows
 
 
 def test_xla_choice_follows_the_measured_crossover():
-    from bilstm_cli.training import use_xla
+    from bilstm_cli.engine.tensorflow import use_xla
 
     assert use_xla("auto", "cpu", 1, 10)  # the tutorial's steps: XLA removes per-op overhead
     assert use_xla("auto", "cpu", 32, 10)

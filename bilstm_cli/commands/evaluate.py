@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Dataset, cumulative_sum_task
+from ..data.dataset import Dataset
+from ..data.formats import source_label
+from ..data.generator import cumulative_sum_task
 from ..device import draw_seed, select_device
 from ..errors import UsageError
-from ..evaluation import Evaluation, evaluate_predictions, predicted_classes
-from ..inference import LoadedModel, load_model_for_inference
-from ..runs import locate_run
+from ..inference.loaded import LoadedModel, load_model_for_inference
+from ..inference.metrics import Evaluation, evaluate_predictions, predicted_classes
+from ..runs.saved import locate_run
 
 
 @dataclass
@@ -50,9 +52,9 @@ def run_evaluate(
     task = run.data_spec.get("task")
     # read (or draw) the data first: a bad file is reported before TensorFlow's slow import
     if data_path is not None:
-        from ..formats import read_dataset
+        from ..data.io import read_dataset
 
-        where = "<stdin>" if data_path == "-" else data_path
+        where = source_label(data_path)
         dataset = read_dataset(data_path, input_format, task=task)
         source, used_seed = where, None
     else:

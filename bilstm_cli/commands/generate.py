@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Config
-from ..data import cumulative_sum_task
+from ..config.schema import Config
+from ..data.generator import cumulative_sum_task
+from ..data.io import write_dataset
 from ..errors import UsageError
-from ..formats import write_dataset
 
 # Refuse to allocate more than this for generated data (an absurd --samples/--timesteps).
 MAX_GENERATED_BYTES = 8 * 2**30

@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 
-from ..data import PER_STEP
+from ..data.dataset import PER_STEP
+from ..data.formats import source_label
 from ..device import select_device
-from ..evaluation import predicted_classes
-from ..inference import load_model_for_inference
-from ..runs import locate_run
+from ..inference.loaded import load_model_for_inference
+from ..inference.metrics import predicted_classes
+from ..runs.saved import locate_run
 
 
 def run_predict(
@@ -24,10 +25,10 @@ def run_predict(
     1, or of the sequence's label per sequence) and ``sequence,step,class,p_<name>...`` for
     several classes; per-sequence models have no ``step`` column.
     """
-    from ..formats import read_dataset
+    from ..data.io import read_dataset
 
     run = locate_run(target)
-    where = "<stdin>" if input_path == "-" else input_path
+    where = source_label(input_path)
     # read the input first: a bad file is reported before TensorFlow's slow import
     dataset = read_dataset(input_path, input_format, require_labels=False)
     dataset.y = None  # labels in the input are ignored, and need not be known to the model

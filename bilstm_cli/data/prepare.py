@@ -1,4 +1,4 @@
-"""Turn a config into what training needs: a batch source, a validation set, the model spec.
+"""Turn the data config into what training needs: a batch source, a validation set, the model spec.
 
 Shared by ``train`` and ``compare``. Two protocols:
 
@@ -11,24 +11,19 @@ Shared by ``train`` and ``compare``. Two protocols:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 
+from ..config.schema import DataConfig
+from ..errors import ConfigError, DataError
+from ..model.spec import ModelSpec
 from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, make_batches
-from .config import Config
-from .data import (
-    PER_STEP,
-    SPLIT_STREAM,
-    VALIDATION_STREAM,
-    Dataset,
-    align_labels,
-    cumulative_sum_task,
-    stream_rng,
-)
-from .errors import ConfigError, DataError
-from .spec import ModelSpec
+from .dataset import PER_STEP, Dataset
+from .generator import SPLIT_STREAM, STANDARDIZE_STREAM, VALIDATION_STREAM, cumulative_sum_task, stream_rng
+from .labels import align_labels
 
-STANDARDIZE_STREAM = 5
+ClassWeight = Union[None, str, dict[str, float]]  # train.class_weight: None, "balanced" or {label: weight}
 EVALUATION_BATCH = 1024
 # Bytes held per sequence step (inputs, labels, masks and weights as stacked batches).
 BYTES_PER_STEP = 20
@@ -37,6 +32,7 @@ MAX_BATCH_BYTES = 4 * 2**30
 
 @dataclass
 class TrainingData:
+    config: DataConfig
     spec: ModelSpec
     classes: list[str] | None
     train_dataset: Dataset | None  # None for the online protocol
@@ -45,11 +41,10 @@ class TrainingData:
     class_weights: np.ndarray | None
     timesteps: int
 
-    def source(self, config: Config, seed: int) -> OnlineSource | DatasetSource:
+    def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource:
         """The training batches of one run; the seed picks the sequences / the shuffles."""
-        batch_size = config.train.batch_size
         if self.train_dataset is None:
-            return OnlineSource(config.data, batch_size, seed, self.class_weights)
+            return OnlineSource(self.config, batch_size, seed, self.class_weights)
         return DatasetSource(self.train_dataset, batch_size, seed, self.class_weights)
 
     @property
@@ -74,9 +69,14 @@ class TrainingData:
         }
 
 
-def prepare_training_data(config: Config, seed: int) -> TrainingData:
-    """Load or generate the data named by ``config`` and validate it, before any run starts."""
-    data = config.data
+def prepare_training_data(data: DataConfig, seed: int, class_weight: ClassWeight = None) -> TrainingData:
+    """Load or generate the data named by ``data`` and validate it, before any run starts.
+
+    Args:
+        data: the config's data section.
+        seed: the run's seed (picks the standardisation sample and the validation split).
+        class_weight: ``train.class_weight``.
+    """
     if data.train_path is None:
         for name, count in (("samples_per_epoch", data.samples_per_epoch), ("validation_size", data.validation_size)):
             needed = count * data.timesteps * BYTES_PER_STEP
@@ -97,13 +97,14 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
             validation = cumulative_sum_task(data.validation_size, data.timesteps, data.threshold, rng, data.task)
         spec = ModelSpec(features=1, num_classes=2, task=data.task)
         standardization = weights = None
-        if data.standardize or config.train.class_weight is not None:  # fitted on a sample of the stream
+        if data.standardize or class_weight is not None:  # fitted on a sample of the stream
             rng = stream_rng(seed, STANDARDIZE_STREAM)
             sample = cumulative_sum_task(1000, data.timesteps, data.threshold, rng, data.task)
-            standardization, weights = _standardization(config, sample), _class_weights(config, sample, 2, None)
-        return TrainingData(spec, None, None, validation, standardization, weights, data.timesteps)
+            standardization = _standardization(data.standardize, sample)
+            weights = _class_weights(class_weight, sample, 2, None)
+        return TrainingData(data, spec, None, None, validation, standardization, weights, data.timesteps)
 
-    from .formats import read_dataset
+    from .io import read_dataset
 
     train = read_dataset(data.train_path, task=data.task)
     if data.val_path is not None:
@@ -127,10 +128,9 @@ def prepare_training_data(config: Config, seed: int) -> TrainingData:
     if validation is not None:
         validation = align_labels(validation, train.classes, num_classes, data.val_path or data.train_path)
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
-    weights = _class_weights(config, train, num_classes, train.classes)
-    return TrainingData(
-        spec, train.classes, train, validation, _standardization(config, train), weights, train.timesteps
-    )
+    weights = _class_weights(class_weight, train, num_classes, train.classes)
+    standardization = _standardization(data.standardize, train)
+    return TrainingData(data, spec, train.classes, train, validation, standardization, weights, train.timesteps)
 
 
 def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -159,16 +159,17 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     return dataset.subset(kept), dataset.subset(held_out)
 
 
-def _standardization(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
-    if not config.data.standardize:
+def _standardization(enabled: bool, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    if not enabled:
         return None
     steps = dataset.x[dataset.step_mask()]  # real steps only: padding must not shift the mean
     variance = steps.var(axis=0)
     return steps.mean(axis=0).astype(np.float32), np.where(variance > 0, variance, 1.0).astype(np.float32)
 
 
-def _class_weights(config: Config, dataset: Dataset, num_classes: int, classes: list[str] | None) -> np.ndarray | None:
-    setting = config.train.class_weight
+def _class_weights(
+    setting: ClassWeight, dataset: Dataset, num_classes: int, classes: list[str] | None
+) -> np.ndarray | None:
     if setting is None:
         return None
     if setting == "balanced":

@@ -1,4 +1,4 @@
-"""Typed configuration: schema, YAML loading, overrides and precedence.
+"""Building the one typed config of a command: YAML files, ``--set``, flags and precedence.
 
 One function, :func:`resolve_config`, implements the precedence used by every command:
 
@@ -6,7 +6,7 @@ One function, :func:`resolve_config`, implements the precedence used by every co
 
 Validation is strict: unknown keys, wrong types, out-of-range values and combinations
 that make no sense raise :class:`~bilstm_cli.errors.ConfigError` naming the key path,
-the source (file and line, or the --set option) and what is allowed.
+the source (file and line, the --set option, or the variant) and what is allowed.
 """
 
 from __future__ import annotations
@@ -14,137 +14,13 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError
-
-Kind = Literal["lstm", "bilstm"]
-Direction = Literal["forward", "backward", "backward-unaligned"]
-Merge = Literal["concat", "sum", "mul", "ave"]
-Task = Literal["per-step", "sequence"]
-
-MERGE_MODES: tuple[str, ...] = ("concat", "sum", "mul", "ave")
-DIRECTIONS: tuple[str, ...] = ("forward", "backward", "backward-unaligned")
-# Refuse sizes that could only come from a typo before anything is allocated.
-MAX_TIMESTEPS = 1_000_000
-MAX_SAMPLES = 100_000_000
-MAX_SEED = 2**32 - 1
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class DataConfig(Section):
-    """Where sequences come from: the generated cumulative-sum task or files."""
-
-    task: Task = Field("per-step", description="per-step labels (tutorial) or one label per sequence")
-    timesteps: int = Field(10, ge=1, le=MAX_TIMESTEPS, description="steps per generated sequence")
-    threshold: float = Field(0.25, gt=0, le=1, description="label limit as a fraction of timesteps")
-    samples_per_epoch: int = Field(32, ge=1, le=MAX_SAMPLES, description="fresh sequences per epoch")
-    validation_size: int = Field(1000, ge=0, le=MAX_SAMPLES, description="held-out fresh sequences")
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="training stream seed (default: train.seed)")
-    validation_seed: int = Field(2017, ge=0, le=MAX_SEED, description="seed of the fixed validation set")
-    train_path: Optional[str] = Field(None, description="dataset file; null = generate the task")
-    val_path: Optional[str] = Field(None, description="validation dataset file")
-    validation_split: float = Field(0.0, ge=0, lt=1, description="stratified hold-out fraction of train_path")
-    standardize: bool = Field(False, description="per-feature standardisation fitted on training data")
-
-
-class ModelSettings(Section):
-    """The network: a (stacked) LSTM or Bidirectional LSTM with a per-step or pooled head."""
-
-    kind: Kind = "bilstm"
-    direction: Optional[Direction] = Field(None, description="lstm only; default forward")
-    merge: Optional[Merge] = Field(None, description="bilstm only; default concat")
-    units: int = Field(20, ge=1, le=4096)
-    layers: int = Field(1, ge=1, le=16)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    pooling: Literal["last", "mean"] = Field("last", description="sequence task: final states or masked mean")
-
-    @model_validator(mode="after")
-    def _check_combination(self) -> ModelSettings:
-        if self.kind == "lstm":
-            if self.merge is not None:
-                raise ValueError(
-                    f"model.merge={self.merge} only applies to kind bilstm; remove model.merge or set model.kind=bilstm"
-                )
-            if self.direction is None:
-                self.direction = "forward"
-        else:
-            if self.direction is not None:
-                raise ValueError(
-                    f"model.direction={self.direction} only applies to kind lstm "
-                    "(a BiLSTM runs both directions); remove model.direction or set model.kind=lstm"
-                )
-            if self.merge is None:
-                self.merge = "concat"
-        return self
-
-    @property
-    def variant(self) -> str:
-        """Short name such as ``bilstm-concat`` or ``lstm-backward``."""
-        return f"bilstm-{self.merge}" if self.kind == "bilstm" else f"lstm-{self.direction}"
-
-
-class EarlyStopping(Section):
-    enabled: bool = False
-    patience: int = Field(10, ge=1, description="epochs without val_loss improvement before stopping")
-    min_delta: float = Field(0.0, ge=0)
-
-
-class TrainConfig(Section):
-    epochs: int = Field(3000, ge=1, le=100_000_000)
-    batch_size: int = Field(32, ge=1, le=1_000_000)
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    # 0.003 rather than Adam's 0.001: the default 3000 mini-batches then reach >= 0.993
-    # validation accuracy for every seed tried (0.001 gave 0.985 for one of three)
-    learning_rate: float = Field(0.003, gt=0)
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
-    device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto, cpu, gpu or gpu:N")
-    log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
-    jit_compile: Union[bool, Literal["auto"]] = Field(
-        "auto", description="XLA for the training loop; auto = on CPU for small steps (batch x timesteps <= 2048)"
-    )
-    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
-    class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
-    checkpoint_every: Optional[int] = Field(
-        None, ge=1, description="epochs between checkpoints; null = at logged rows, at most every 30 s"
-    )
-
-    @field_validator("class_weight", mode="before")
-    @classmethod
-    def _labels_as_text(cls, value: Any) -> Any:
-        # YAML reads {0: 1.0} with integer keys; labels are matched as text
-        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
-
-
-class CompareConfig(Section):
-    variants: list[str] = Field(default_factory=lambda: ["lstm-forward", "lstm-backward", "bilstm-concat"])
-    repeats: int = Field(10, ge=1, le=10_000)
-    workers: int = Field(1, ge=1, le=256)
-    accuracy_threshold: float = Field(0.9, gt=0, le=1, description="for epochs-to-threshold")
-
-
-class OutputConfig(Section):
-    root: str = Field("runs", description="parent folder of run directories")
-    name: Optional[str] = Field(None, description="run directory name; null = timestamp + model tag")
-    overwrite: bool = Field(False, description="replace an existing run directory")
-
-
-class Config(Section):
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    compare: CompareConfig = Field(default_factory=CompareConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
+from ..errors import ConfigError
+from .schema import Config
 
 # ---------------------------------------------------------------------------- key paths
 
@@ -381,3 +257,24 @@ def _allowed(error: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return "expected auto, cpu, gpu or gpu:N"
     return error["msg"].lower()
+
+
+def with_overrides(config: Config, overrides: dict[str, Any], label: str) -> Config:
+    """``config`` with some key paths replaced, validated like any other layer.
+
+    Used for a comparison's variants: an invalid value is reported as coming from ``label``
+    (e.g. ``variant 'big'``), before anything trains.
+
+    Example:
+        >>> with_overrides(Config(), {"model.units": 64}, "variant 'big'").model.units
+        64
+    """
+    layer: dict[str, Any] = {}
+    for path, value in overrides.items():
+        layer = deep_merge(layer, nest(path, value))
+    base = config.model_dump(mode="json")
+    layers = [(base, _Source("the resolved config")), (layer, _Source(label))]
+    try:
+        return Config.model_validate(deep_merge(base, layer))
+    except ValidationError as exc:
+        raise _explain(exc, layers) from None

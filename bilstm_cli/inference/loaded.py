@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import PER_STEP, SEQUENCE, Dataset, align_labels
-from .device import DeviceInfo
-from .errors import DataError, ModelError
-from .runs import SavedRun
+from .. import backend
+from ..data.dataset import PER_STEP, SEQUENCE, Dataset
+from ..data.labels import align_labels
+from ..device import DeviceInfo
+from ..errors import DataError, ModelError
+from ..runs.saved import SavedRun
 
 
 @dataclass
@@ -30,15 +32,14 @@ class LoadedModel:
                 "give data with the same features as the training data",
             )
         if dataset.y is not None and dataset.task != self.task:
-            from .formats import task_mismatch
+            from ..data.io import task_mismatch
 
             raise DataError(f"{where}: {task_mismatch(dataset.task, self.task)}")
         return align_labels(dataset, self.classes, self.num_classes, where)
 
     def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
         """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
-        import tensorflow as tf
-
+        tf = backend.tensorflow()
         call = tf.function(lambda x, lengths: self.model([x, lengths], training=False))
         return predict_in_batches(call, self.device.name, dataset.x, dataset.lengths, batch_size)
 
@@ -50,9 +51,9 @@ class LoadedModel:
 
 def load_model_for_inference(run: SavedRun, device: DeviceInfo) -> LoadedModel:
     """Load a located run's model on ``device``; errors name the file and the problem."""
-    import tensorflow as tf
+    from ..model.build import load_model
 
-    from .models import load_model
+    tf = backend.tensorflow()
 
     try:
         with tf.device(device.name):
@@ -80,8 +81,7 @@ def _first_line(exc: Exception) -> str:
 
 def predict_in_batches(call, device: str, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
     """Run ``call(x, lengths)`` over fixed-size batches (the last one padded) and join them."""
-    import tensorflow as tf
-
+    tf = backend.tensorflow()
     count = x.shape[0]
     batch_size = max(1, min(batch_size, count))
     outputs = []

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Dataset, pad_sequences
-from .errors import DataError
+from ...errors import DataError
+from ..dataset import Dataset, pad_sequences
 
 _BOOLEAN_TAGS = ("@timestamps", "@missing", "@univariate", "@equallength")
 
 
-def parse_ts(text: str, where: str) -> Dataset:
+def read(text: str, where: str) -> Dataset:
+    """Parse the text of a ``.ts`` file (``where`` names it in errors)."""
     header: dict[str, object] = {}
     class_names: list[str] | None = None
     has_labels = False

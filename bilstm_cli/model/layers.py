@@ -1,12 +1,11 @@
 """Small registered Keras layers, so saved models (model.keras) load without custom code.
 
-Importing this module registers them; :mod:`bilstm_cli.models` imports it.
+Importing this module registers them; :mod:`bilstm_cli.model.build` imports it.
 """
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+from ..backend import keras, ops
 
 
 @keras.saving.register_keras_serializable(package="bilstm")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from ..runs import atomic
 
 TRAIN_COLOUR = "#9aa5b1"
 

@@ -6,11 +6,12 @@ so variable-length data is masked the same way in training, evaluation and predi
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
-from .config import ModelSettings
-from .data import PER_STEP
+from ..backend import keras
+from ..config.schema import ModelSettings
+from ..config.variants import model_variant_name
+from ..data.dataset import PER_STEP
 from .layers import LengthMask, ReverseTime
 from .spec import ModelSpec
 
@@ -64,7 +65,7 @@ def build_model(
         output = keras.layers.Dense(1, activation="sigmoid", name="head")(hidden)
     else:
         output = keras.layers.Dense(spec.num_classes, activation="softmax", name="head")(hidden)
-    return keras.Model([x_input, lengths_input], output, name=settings.variant)
+    return keras.Model([x_input, lengths_input], output, name=model_variant_name(settings))
 
 
 def _recurrent_layer(settings: ModelSettings, return_sequences: bool, index: int) -> keras.layers.Layer:

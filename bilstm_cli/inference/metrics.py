@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import PER_STEP, Dataset
+from ..data.dataset import PER_STEP, Dataset
 
 EPSILON = 1e-7  # Keras' clipping of probabilities in cross-entropy
 

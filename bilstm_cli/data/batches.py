@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DataConfig
-from .data import PER_STEP, SHUFFLE_STREAM, TRAIN_STREAM, Dataset, cumulative_sum_task, stream_rng
+from ..config.schema import DataConfig
+from .dataset import PER_STEP, Dataset
+from .generator import SHUFFLE_STREAM, TRAIN_STREAM, cumulative_sum_task, stream_rng
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""Dataset files: NPZ, CSV (long form), JSONL and the UEA/UCR ``.ts`` format.
+
+Formats (documented in the README):
+
+- NPZ: ``X`` float32 ``(N, T, F)`` (or ``(N, T)`` for one feature), ``y`` integer ``(N, T)``
+  per step or ``(N,)`` per sequence, optional ``lengths`` ``(N,)`` for variable length and
+  optional ``classes`` (text label names; ``y`` then holds indices into it).
+- CSV: one row per (sequence, step): ``sequence,step,x,y`` (one feature) or
+  ``sequence,step,x0,...,x{F-1},y``. Per-sequence labels repeat the label on every row.
+- JSONL: one sequence per line, ``{"x": [...], "y": [...]}``; ``x`` is a list of numbers
+  (one feature) or of lists (F features), ``y`` a list (per step) or a single label.
+- ``.ts``: read only, see :mod:`bilstm_cli.data.formats.ts`.
+
+Every reader validates and raises :class:`DataError` naming the file, the line or row, and
+what is wrong. ``-`` means standard input / output. Reading and writing: :mod:`bilstm_cli.data.io`;
+this package module stays light (names only), for a fast ``--help``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import UsageError
+
+STDIN = "-"  # the file name that means standard input / output
+FORMATS = ("csv", "npz", "jsonl", "ts")
+WRITABLE_FORMATS = ("csv", "npz", "jsonl")
+PREDICTION_FORMATS = ("csv", "jsonl")  # what predict writes
+_EXTENSIONS = {".csv": "csv", ".npz": "npz", ".jsonl": "jsonl", ".ndjson": "jsonl", ".ts": "ts"}
+
+
+def source_label(path: str) -> str:
+    """How messages name a data source: the path, or ``<stdin>`` for ``-``."""
+    return "<stdin>" if path == STDIN else path
+
+
+def format_from_name(path: str, explicit: str | None = None) -> str | None:
+    """The format given explicitly, else from the file extension; None for '-' (sniff)."""
+    if explicit:
+        return explicit
+    if path == STDIN:
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise UsageError(
+            f"cannot tell the format of {path!r} from its extension",
+            f"use a name ending in .csv, .npz, .jsonl or .ts, or pass --format ({'|'.join(FORMATS)})",
+        )
+    return _EXTENSIONS[suffix]
+
+
+def sniff_format(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte-order mark is not content
+    if text.startswith(b"{"):
+        return "jsonl"
+    if text.startswith((b"@", b"#")):
+        return "ts"
+    return "csv"

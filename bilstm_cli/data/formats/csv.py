@@ -1,0 +1,184 @@
+"""Long-form CSV datasets: one row per (sequence, step), ``sequence,step,x,y`` or
+``sequence,step,x0,...,x{F-1},y``; per-sequence labels repeat on every row of a sequence."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+
+import numpy as np
+
+from ...errors import DataError
+from ..dataset import SEQUENCE, Dataset
+from ..labels import MAX_LABEL, encode_labels, label_values, valid_class_numbers
+
+
+def read(text: str, where: str, task: str | None) -> Dataset:
+    import pandas as pd  # imported here: pandas costs ~0.5 s of start-up
+
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: a row with extra fields is an error, not a silent index column
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        line, fields, expected = _first_ragged_row(text)
+        raise DataError(f"{where}, line {line}: {fields} fields, but the header has {expected}") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{where}: malformed CSV: {str(exc).strip()}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    columns = list(frame.columns)
+    if "sequence" not in columns or "step" not in columns:
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(c for c in ('sequence', 'step') if c not in columns)} "
+            f"(found: {', '.join(columns)})",
+            "the CSV header must be sequence,step,x,y or sequence,step,x0,x1,...,y",
+        )
+    feature_columns = _feature_columns(columns, where)
+    unexpected = [c for c in columns if c not in {"sequence", "step", "y", *feature_columns}]
+    if unexpected:
+        raise DataError(f"{where}: unexpected column {unexpected[0]!r}", "expected sequence,step,x...,y")
+    if frame.empty:
+        raise DataError(f"{where}: the CSV has a header but no rows")
+
+    numeric = {}
+    for column in ["step", *feature_columns]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & ~frame[column].isna() | frame[column].isna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            shown = frame[column].iloc[row]
+            problem = "is empty" if pd.isna(shown) else f"is not a number: {shown!r}"
+            raise DataError(f"{where}, line {row + 2}: column {column!r} {problem}")
+        numeric[column] = values.to_numpy()
+    x_values = np.column_stack([numeric[c] for c in feature_columns]).astype(np.float64)
+    not_finite = ~np.isfinite(x_values)
+    if not_finite.any():
+        row, col = (int(i) for i in np.argwhere(not_finite)[0])
+        raise DataError(
+            f"{where}, line {row + 2}: column {feature_columns[col]!r} is {x_values[row, col]}",
+            "remove or impute missing values",
+        )
+    steps = numeric["step"]
+    if (steps != np.round(steps)).any():
+        row = int(np.argmax(steps != np.round(steps)))
+        raise DataError(f"{where}, line {row + 2}: step {steps[row]!r} is not an integer")
+
+    if frame["sequence"].isna().any():
+        row = int(np.argmax(frame["sequence"].isna().to_numpy()))
+        raise DataError(f"{where}, line {row + 2}: column 'sequence' is empty")
+    sequence_ids = frame["sequence"].astype(str).str.strip().to_numpy()
+    codes, first_rows = _codes_in_order(sequence_ids)
+    expected_step = pd.Series(codes).groupby(codes).cumcount().to_numpy()
+    wrong = steps.astype(np.int64) != expected_step
+    if wrong.any():
+        row = int(np.argmax(wrong))
+        seen = frame.iloc[:row]
+        duplicated = ((seen["sequence"].astype(str) == sequence_ids[row]) & (numeric["step"][:row] == steps[row])).any()
+        problem = "is duplicated" if duplicated else f"is out of order (expected step {expected_step[row]})"
+        raise DataError(
+            f"{where}, line {row + 2}: sequence {sequence_ids[row]!r} step {int(steps[row])} {problem}",
+            "each sequence's steps must run 0, 1, 2, ... in file order",
+        )
+
+    count = len(first_rows)
+    lengths = np.bincount(codes, minlength=count).astype(np.int64)
+    x = np.zeros((count, int(lengths.max()), len(feature_columns)), dtype=np.float32)
+    x[codes, expected_step] = x_values
+    y, classes = None, None
+    if "y" in columns:
+        missing = frame["y"].isna().to_numpy()
+        if missing.any():
+            raise DataError(f"{where}, line {int(np.argmax(missing)) + 2}: column 'y' is empty")
+        labels, classes = _encode_column(frame["y"], where)
+        if task == SEQUENCE:
+            y = _sequence_labels(labels, codes, sequence_ids, where, count)
+        else:
+            y = np.zeros(x.shape[:2], dtype=np.int64)
+            y[codes, expected_step] = labels
+    ids = [str(sequence_ids[row]) for row in first_rows]
+    numbered = all(i.isdigit() for i in ids)  # keep 0, 1, ... as numbers in predict's output
+    return Dataset(x, y, lengths, classes, ids=[int(i) for i in ids] if numbered else ids)
+
+
+def _first_ragged_row(text: str) -> tuple[int, int, int]:
+    """(line, fields, header fields) of the first CSV row whose width differs from the header."""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    for number, row in enumerate(rows, start=2):
+        if row and len(row) != len(header):
+            return number, len(row), len(header)
+    return 0, 0, len(header)
+
+
+def _feature_columns(columns: list[str], where: str) -> list[str]:
+    if "x" in columns:
+        return ["x"]
+    numbered = sorted((c for c in columns if c.startswith("x") and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    if not numbered:
+        raise DataError(
+            f"{where}: missing feature column(s): expected 'x' or 'x0', 'x1', ... (found: {', '.join(columns)})"
+        )
+    expected = [f"x{i}" for i in range(len(numbered))]
+    if numbered != expected:
+        missing = next(e for e, n in zip(expected, numbered) if e != n)
+        raise DataError(f"{where}: feature columns must be x0..x{len(numbered) - 1}; {missing!r} is missing")
+    return numbered
+
+
+def _codes_in_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes numbering sequence ids in order of first appearance."""
+    unique, first_rows, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first_rows)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse], first_rows[order]
+
+
+def _encode_column(column, where: str) -> tuple[np.ndarray, list[str] | None]:
+    """Labels of a CSV column: class numbers (checked row by row) or class names."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        values = numbers.to_numpy(dtype=np.float64)
+        bad = ~valid_class_numbers(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"{where}, line {row + 2}: label {column.iloc[row]!r} is not a class number "
+                f"(an integer from 0 to {MAX_LABEL})"
+            )
+        return values.astype(np.int64), None
+    return encode_labels([v.strip() if isinstance(v, str) else v for v in column.to_numpy()], where)
+
+
+def _sequence_labels(labels: np.ndarray, codes: np.ndarray, ids: np.ndarray, where: str, count: int) -> np.ndarray:
+    per_sequence = np.full(count, -1, dtype=np.int64)
+    per_sequence[codes] = labels  # the last row of each sequence wins ...
+    differs = per_sequence[codes] != labels  # ... and any other value means mixed labels
+    if differs.any():
+        row = int(np.argmax(differs))
+        raise DataError(
+            f"{where}, line {row + 2}: sequence {ids[row]!r} has different labels on different steps",
+            "this looks like a per-step label file; use data.task: per-step, or one label per sequence",
+        )
+    return per_sequence
+
+
+def encode(dataset: Dataset) -> bytes:
+    import pandas as pd
+
+    mask = dataset.step_mask()
+    sequence_index, step_index = np.nonzero(mask)
+    columns: dict[str, np.ndarray] = {"sequence": sequence_index, "step": step_index}
+    features = dataset.x[mask]
+    names = ["x"] if dataset.features == 1 else [f"x{i}" for i in range(dataset.features)]
+    for i, name in enumerate(names):
+        columns[name] = features[:, i]
+    if dataset.y is not None:
+        codes = dataset.y[mask] if dataset.y.ndim == 2 else dataset.y[sequence_index]
+        columns["y"] = label_values(dataset, codes)
+    # %.9g round-trips float32 exactly
+    return pd.DataFrame(columns).to_csv(index=False, float_format="%.9g", lineterminator="\n").encode()

@@ -1,0 +1,57 @@
+"""Training histories: every epoch's scores, and the logged rows shown while training."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LogRecord:
+    """One logged row: the window's mean training loss/accuracy and the validation score."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    elapsed: float
+
+
+@dataclass
+class History:
+    """Every epoch's training loss/accuracy; validation at logged epochs (NaN elsewhere)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+
+    COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "elapsed")
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def rows(self) -> list[tuple]:
+        return list(zip(*(getattr(self, name) for name in self.COLUMNS)))
+
+    def truncate(self, epochs: int) -> History:
+        return History(*(list(getattr(self, name)[:epochs]) for name in self.COLUMNS))
+
+    def to_dict(self) -> dict[str, list]:
+        return {name: list(getattr(self, name)) for name in self.COLUMNS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> History:
+        return cls(*(list(data[name]) for name in cls.COLUMNS))
+
+    def logged(self) -> list[int]:
+        """Indices of epochs with a validation score."""
+        return [i for i, value in enumerate(self.val_loss) if not math.isnan(value)]
+
+
+def validation_points(history: dict[str, list]) -> list[int]:
+    """Indices of the epochs with a validation score in a saved history (JSON: NaN is null)."""
+    return [i for i, value in enumerate(history["val_loss"]) if value is not None and not math.isnan(value)]

@@ -1,0 +1,192 @@
+"""The epoch loop around a backend's engine: logging, validation, checkpoints, early
+stopping, NaN handling and Ctrl-C. It never branches on the backend, and never prints:
+progress goes through callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..data.batches import Batches
+from ..errors import TrainingError
+from .history import History, LogRecord
+
+
+class Engine(Protocol):
+    """What the loop needs from a backend's engine (see :mod:`bilstm_cli.engine.tensorflow`)."""
+
+    steps_per_call: int
+
+    def train(self, batches: Batches) -> np.ndarray:
+        """Train on every step; return ``(steps, 3)``: loss, labelled positions, correct."""
+
+    def evaluate(self, batches: Batches) -> tuple[float, float]:
+        """Mean loss and accuracy over the real positions (no class weights)."""
+
+    def state(self) -> list[np.ndarray]:
+        """Every model and optimizer variable, for checkpoints and best weights."""
+
+    def load_state(self, values: list[np.ndarray]) -> None: ...
+
+
+class BatchSource(Protocol):
+    steps_per_epoch: int
+    timesteps: int
+
+    def batches(self, start_epoch: int, stop_epoch: int) -> Batches: ...
+
+
+@dataclass
+class FitPlan:
+    """Which epochs to run and where to pause.
+
+    ``checkpoint_every``: epochs between checkpoints; None checkpoints at logged epochs, but
+    no more often than every ``checkpoint_seconds`` of wall time (and always at the end).
+    """
+
+    epochs: int
+    log_every: int
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float = 30.0
+    start_epoch: int = 0
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+
+
+@dataclass
+class FitCallbacks:
+    on_log: Callable[[LogRecord], None] = lambda record: None
+    on_progress: Callable[[int], None] = lambda epoch: None
+    on_checkpoint: Callable[[int, History], None] = lambda epoch, history: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class FitResult:
+    history: History
+    epochs_run: int
+    stopped: str | None = None  # None, "interrupted" or "early-stopping"
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite; ``epoch`` is the first bad one (1-based)."""
+
+    def __init__(self, epoch: int, history: History):
+        super().__init__(
+            f"the training loss became NaN or infinite at epoch {epoch}",
+            "lower the learning rate (e.g. --learning-rate 0.001) or check the data for extreme values",
+        )
+        self.epoch = epoch
+        self.history = history
+
+
+def fit(
+    engine: Engine,
+    source: BatchSource,
+    plan: FitPlan,
+    validation: Batches | None = None,
+    callbacks: FitCallbacks | None = None,
+    history: History | None = None,
+) -> FitResult:
+    """Train epochs ``plan.start_epoch + 1 .. plan.epochs``, validating every ``log_every``.
+
+    Chunks end at every log and checkpoint epoch (absolute epoch numbers, so a resumed run
+    stops at the same places). Between chunks the loop checks ``should_stop`` (Ctrl-C),
+    non-finite losses and early stopping.
+    """
+    callbacks = callbacks or FitCallbacks()
+    history = history if history is not None else History()
+    epoch = plan.start_epoch
+    elapsed_before = history.elapsed[-1] if history.elapsed else 0.0
+    started = time.perf_counter()
+    epochs_per_call = max(1, engine.steps_per_call // source.steps_per_epoch)
+    best_loss, best_epoch, best_state = math.inf, None, None
+    stopped = None
+    window_start = epoch
+    last_checkpoint = time.perf_counter()
+
+    while epoch < plan.epochs:
+        if callbacks.should_stop():
+            stopped = "interrupted"
+            break
+        boundary = _next_boundary(epoch, plan)
+        chunk_end = min(boundary, epoch + epochs_per_call)
+        results = engine.train(source.batches(epoch, chunk_end))
+        per_epoch = results.reshape(chunk_end - epoch, source.steps_per_epoch, 3)
+        losses = (per_epoch[..., 0] * per_epoch[..., 1]).sum(axis=1) / np.maximum(per_epoch[..., 1].sum(axis=1), 1)
+        accuracies = per_epoch[..., 2].sum(axis=1) / np.maximum(per_epoch[..., 1].sum(axis=1), 1)
+        finite = np.isfinite(losses)
+        now = elapsed_before + time.perf_counter() - started
+        good = int(np.argmin(finite)) if not finite.all() else len(losses)
+        for offset in range(good):
+            history.epoch.append(epoch + offset + 1)
+            history.loss.append(float(losses[offset]))
+            history.accuracy.append(float(accuracies[offset]))
+            history.val_loss.append(math.nan)
+            history.val_accuracy.append(math.nan)
+            history.elapsed.append(now)
+        if good < len(losses):
+            raise NonFiniteLoss(epoch + good + 1, history)
+        epoch = chunk_end
+        callbacks.on_progress(epoch)
+
+        logged = epoch % plan.log_every == 0 or epoch == plan.epochs
+        if logged:
+            val_loss = val_accuracy = None
+            if validation is not None:
+                val_loss, val_accuracy = engine.evaluate(validation)
+                if not math.isfinite(val_loss):  # this epoch's update broke the weights
+                    raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
+                history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+            record = LogRecord(
+                epoch,
+                _window_mean(history.loss, epoch - window_start),
+                _window_mean(history.accuracy, epoch - window_start),
+                val_loss,
+                val_accuracy,
+                now,
+            )
+            window_start = epoch
+            callbacks.on_log(record)
+            if plan.early_stopping_patience and val_loss is not None:
+                if val_loss < best_loss - plan.early_stopping_min_delta:
+                    best_loss, best_epoch, best_state = val_loss, epoch, engine.state()
+                elif best_epoch is not None and epoch - best_epoch >= plan.early_stopping_patience:
+                    stopped = "early-stopping"
+        if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
+            callbacks.on_checkpoint(epoch, history)
+            last_checkpoint = time.perf_counter()
+        if stopped:
+            break
+
+    if stopped == "early-stopping" and best_state is not None:
+        engine.load_state(best_state)
+    return FitResult(history, epoch, stopped, best_epoch, time.perf_counter() - started)
+
+
+def _checkpoint_due(plan: FitPlan, epoch: int, logged: bool, seconds_since: float) -> bool:
+    """Scheduled checkpoints; the caller writes the last one when the loop ends or stops."""
+    if epoch == plan.epochs:
+        return False
+    if plan.checkpoint_every:
+        return epoch % plan.checkpoint_every == 0
+    return logged and seconds_since >= plan.checkpoint_seconds
+
+
+def _next_boundary(epoch: int, plan: FitPlan) -> int:
+    candidates = [plan.epochs, (epoch // plan.log_every + 1) * plan.log_every]
+    if plan.checkpoint_every:
+        candidates.append((epoch // plan.checkpoint_every + 1) * plan.checkpoint_every)
+    return min(candidates)
+
+
+def _window_mean(values: list[float], count: int) -> float:
+    return float(np.mean(values[-count:])) if count > 0 else math.nan

@@ -1,0 +1,44 @@
+"""What every backend's engine computes the same way: the optimizer, the loss and accuracy
+terms of a batch, and how many steps go into one compiled call."""
+
+from __future__ import annotations
+
+from ..backend import keras, ops
+from ..data.dataset import PER_STEP
+from ..model.spec import ModelSpec
+
+# Upper bound on the arrays fed to one compiled call (steps x batch x T x F floats).
+MAX_CALL_BYTES = 64 * 2**20
+MAX_STEPS_PER_CALL = 1000
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    return optimizers[name](learning_rate=float(learning_rate))
+
+
+def batch_terms(spec: ModelSpec, y, predictions, mask, weight):
+    """Weighted loss sum, number of labelled positions and correct positions of one batch.
+
+    ``y``/``mask``/``weight`` are ``(batch, P)``; predictions ``(batch, P, 1|C)`` per step or
+    ``(batch, 1|C)`` per sequence. Loss and accuracy follow Keras' binary / sparse
+    categorical cross-entropy and accuracy (threshold 0.5), restricted to real positions.
+    """
+    if spec.task != PER_STEP:
+        predictions = ops.expand_dims(predictions, 1)
+    if spec.binary:
+        probability = predictions[..., 0]
+        losses = ops.binary_crossentropy(ops.cast(y, probability.dtype), probability)
+        predicted = ops.cast(probability > 0.5, y.dtype)
+    else:
+        losses = ops.sparse_categorical_crossentropy(y, predictions)
+        predicted = ops.cast(ops.argmax(predictions, axis=-1), y.dtype)
+    hits = ops.cast(ops.equal(predicted, y), mask.dtype)
+    return ops.sum(losses * weight), ops.sum(mask), ops.sum(hits * mask)
+
+
+def steps_per_call(steps_per_epoch: int, epochs_per_log: int, batch_size: int, timesteps: int, features: int) -> int:
+    """Steps per compiled call: one log window if it fits the memory and step caps."""
+    step_bytes = batch_size * timesteps * max(features, 1) * 4 * 2
+    by_memory = max(1, MAX_CALL_BYTES // step_bytes)
+    return int(max(1, min(steps_per_epoch * epochs_per_log, MAX_STEPS_PER_CALL, by_memory)))

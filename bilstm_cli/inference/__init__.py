@@ -1,0 +1,1 @@
+"""Using a trained model: loading it, checking input against it, predicting, scoring."""

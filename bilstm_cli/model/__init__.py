@@ -1,0 +1,1 @@
+"""The network: what the data dictates (spec), registered layers, and model building."""
