@@ -1,42 +1,88 @@
-"""The gateway to the numerical backend: the only module that configures and imports it.
+"""The gateway to the numerical backend: the only module that chooses, configures and imports it.
 
-Some settings only work if they are in place before the first import (TensorFlow's log level,
-the XLA compilation cache, which backend Keras uses), so no other module imports ``keras`` or
-``tensorflow`` directly. They go through this gateway, which applies the settings on first use:
+Keras 3 runs on TensorFlow (the default) or JAX. Which one, and some settings, must be fixed
+before the first import (``KERAS_BACKEND``, TensorFlow's log level, the compilation caches,
+JAX's platforms), so no other module imports ``keras``, ``tensorflow`` or ``jax`` directly:
 
-    from ..backend import keras, ops     # configured and imported on first access
-    tf = backend.tensorflow()
+    backend.select("jax")               # once per process, before anything below
+    from ..backend import keras, ops    # configured and imported on first access
+    jax = backend.jax()
 
 Commands that never touch a model (``--help``, ``config``, ``generate``) never import it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-BACKENDS = ("tensorflow",)
-DEFAULT_BACKEND = "tensorflow"
-XLA_CACHE_FILES = 200  # compiled programs kept in the persistent cache (about 1.5 MB each)
+from .config.vocabulary import BACKENDS, DEFAULT_BACKEND
+from .errors import UsageError
+
+ENVIRONMENT_VARIABLE = "BILSTM_BACKEND"
+CACHE_FILES = 200  # compiled programs kept in each persistent cache (about 1.5 MB each)
 
 _loaded: dict[str, ModuleType] = {}
+_selected: str | None = None
+
+
+def select(requested: str | None = None) -> str:
+    """Choose this process's backend: ``requested``, else ``$BILSTM_BACKEND``, else TensorFlow.
+
+    Raises:
+        UsageError: an unknown name, or another backend was already imported in this process.
+    """
+    global _selected
+    name = requested or os.environ.get(ENVIRONMENT_VARIABLE) or DEFAULT_BACKEND
+    source = "--backend" if requested else ENVIRONMENT_VARIABLE if os.environ.get(ENVIRONMENT_VARIABLE) else "default"
+    if name not in BACKENDS:
+        raise UsageError(f"{source}: unknown backend {name!r}", f"choose one of {', '.join(BACKENDS)}")
+    if _selected is not None and _selected != name and "keras" in _loaded:
+        raise UsageError(
+            f"the {_selected} backend is already loaded in this process; cannot switch to {name}",
+            "run the command in a new process",
+        )
+    _selected = name
+    return name
+
+
+def name() -> str:
+    """The selected backend (selecting the default if nothing was chosen yet)."""
+    return _selected or select()
+
+
+def version() -> str:
+    """The selected backend's version, e.g. ``2.21.0`` for TensorFlow."""
+    module = tensorflow() if name() == "tensorflow" else jax()
+    return str(module.__version__)
+
+
+def describe() -> dict[str, str]:
+    """Backend name and versions, as metrics.json records them."""
+    return {"backend": name(), "backend_version": version(), "keras": str(_keras().__version__)}
+
+
+# ---------------------------------------------------------------------------- environment
 
 
 def configure_environment() -> None:
-    """Settings that must precede the TensorFlow import: quiet C++ logs (unless
-    BILSTM_DEBUG is set) and a persistent XLA compilation cache.
+    """Settings that must precede the first import: quiet native logs (unless BILSTM_DEBUG is
+    set), the Keras backend, and TensorFlow's persistent XLA compilation cache.
 
-    The cache keeps compiled training loops between runs, keyed by the compiled program, so
-    rerunning the same architecture skips most of the XLA compile time and a changed model
-    or TensorFlow version simply compiles afresh. ``BILSTM_XLA_CACHE=off`` disables it,
-    ``BILSTM_XLA_CACHE=DIR`` moves it (default ``~/.cache/bilstm/xla``).
+    The caches keep compiled training loops between runs, keyed by the compiled program, so
+    rerunning the same architecture skips most of the compile time and a changed model or
+    library version simply compiles afresh. ``BILSTM_XLA_CACHE=off`` disables them,
+    ``BILSTM_XLA_CACHE=DIR`` moves them (default ``~/.cache/bilstm/``).
     """
     debug = bool(os.environ.get("BILSTM_DEBUG"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "0" if debug else "3")
-    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    os.environ["KERAS_BACKEND"] = name()
+    if name() != "tensorflow":
+        return
     directory = compile_cache_directory("xla")
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if directory is None or "tf_xla_persistent_cache_directory" in flags:
@@ -44,16 +90,16 @@ def configure_environment() -> None:
     os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={directory}".strip()
 
 
-def compile_cache_directory(name: str) -> Path | None:
+def compile_cache_directory(kind: str) -> Path | None:
     """A usable persistent compile-cache folder, or None when disabled or not writable."""
     setting = os.environ.get("BILSTM_XLA_CACHE", "")
     if setting.lower() in ("off", "0", "false", "no"):
         return None
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = Path(setting) / name if setting else cache_home / "bilstm" / name
+    directory = Path(setting) / kind if setting else cache_home / "bilstm" / kind
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _prune(directory, XLA_CACHE_FILES)
+        _prune(directory, CACHE_FILES)
     except OSError:
         return None  # an unusable cache only costs compile time
     return directory
@@ -66,47 +112,91 @@ def _prune(directory: Path, keep: int) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _quiet_import(name: str) -> ModuleType:
+def _quiet_import(module: str) -> ModuleType:
     """Import a module with native start-up chatter hidden (unless BILSTM_DEBUG is set).
 
     Some CUDA-stub messages are written to file descriptor 2 before TensorFlow's log level
     applies, so stderr itself is parked on /dev/null for the import.
     """
-    import importlib
-
-    if name in sys.modules or os.environ.get("BILSTM_DEBUG"):
-        return importlib.import_module(name)
+    if module in sys.modules or os.environ.get("BILSTM_DEBUG"):
+        return importlib.import_module(module)
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        return importlib.import_module(name)
+        return importlib.import_module(module)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
 
+# ---------------------------------------------------------------------------- modules
+
+
 def tensorflow() -> ModuleType:
-    """The configured ``tensorflow`` module."""
+    """The configured ``tensorflow`` module (also usable beside JAX, e.g. for SavedModel export)."""
     if "tensorflow" not in _loaded:
         configure_environment()
         _loaded["tensorflow"] = _quiet_import("tensorflow")
+        if "keras" in _loaded and name() != "tensorflow":
+            from keras.src.utils import module_utils
+
+            module_utils.tensorflow._available = None  # asked for on purpose: let Keras see it again
     return _loaded["tensorflow"]
+
+
+def jax() -> ModuleType:
+    """The configured ``jax`` module (persistent compilation cache on)."""
+    if "jax" not in _loaded:
+        configure_environment()
+        try:
+            module = _quiet_import("jax")
+        except ImportError:
+            raise UsageError(
+                "the jax backend needs JAX, which is not installed",
+                'install it with: pip install "bilstm[jax]"',
+            ) from None
+        directory = compile_cache_directory("jax")
+        if directory is not None:
+            module.config.update("jax_compilation_cache_dir", str(directory))
+            # small programs too: the tutorial's loop compiles in about a second
+            module.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        _loaded["jax"] = module
+    return _loaded["jax"]
 
 
 def _keras() -> ModuleType:
     if "keras" not in _loaded:
-        tensorflow()  # Keras imports its backend: configure and import it first
+        # Keras imports its backend: configure and import that first
+        tensorflow() if name() == "tensorflow" else jax()
         _loaded["keras"] = _quiet_import("keras")
+        if name() != "tensorflow":
+            _hide_tensorflow_from_keras()
     return _loaded["keras"]
 
 
-def __getattr__(name: str):
+def _hide_tensorflow_from_keras() -> None:
+    """Keep Keras-on-JAX from importing TensorFlow (3-6 s) when TensorFlow is installed too.
+
+    Keras asks "is TensorFlow available?" in a few places that JAX runs do not need (seeding
+    TensorFlow's RNG in ``set_random_seed``, serialising ``Bidirectional``); answering no saves
+    the import. Training, saving and loading do not use TensorFlow under JAX. Exporting a
+    SavedModel does; :func:`tensorflow` re-enables it.
+    """
+    try:
+        from keras.src.utils import module_utils
+
+        module_utils.tensorflow._available = False
+    except (ImportError, AttributeError):  # a Keras without this switch: TensorFlow is just imported
+        pass
+
+
+def __getattr__(attribute: str):
     # ``from bilstm_cli.backend import keras`` imports Keras lazily, after the settings above
-    if name == "keras":
+    if attribute == "keras":
         return _keras()
-    if name == "ops":
+    if attribute == "ops":
         return _keras().ops
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -20,6 +20,7 @@ from .config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume,
 from .config.vocabulary import MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
 from .options import (
+    backend_option,
     config_options,
     device_option,
     input_format_option,
@@ -83,6 +84,17 @@ def resolve(config_file, assignments, flags: dict[str, Any]):
 
     values, cleared = split_flags(flags)
     return resolve_config(config_file, assignments, values, cleared)
+
+
+def command_with_backend(command: str, backend_name: str | None):
+    """The core function of a command that trains, imported after its backend is selected:
+    its modules build Keras models, and Keras reads its backend once, on first import."""
+    import importlib
+
+    from . import backend
+
+    backend.select(backend_name)
+    return getattr(importlib.import_module(f".commands.{command}", __package__), f"run_{command}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -178,7 +190,6 @@ def config_validate(file, quiet):
 @quiet_option
 def train(config_file, assignments, data_path, val_path, log_every, out, name, force, resume, as_json, quiet, **flags):
     """Train an LSTM or BiLSTM and save a run directory."""
-    from .commands.train import run_train
     from .report.console import emit_json, stderr_console
     from .report.training import EpochReporter
     from .runs.directory import load_saved_config
@@ -213,6 +224,7 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
         )
     console = stderr_console()
     reporter = EpochReporter(config.train.epochs, EpochReporter.choose_mode(as_json, quiet, console), console)
+    run_train = command_with_backend("train", config.train.backend)
     result = run_train(config, reporter, out=out, resume=resume)
     if as_json:
         emit_json({"event": "finished", "run_dir": str(result.run_dir), "metrics": result.metrics})
@@ -239,15 +251,16 @@ def _fmt(value) -> str:
 @click.option("--seed", type=int, help="Seed for the fresh sequences (drawn and shown if absent).")
 @click.option("--show", type=int, default=3, show_default=True, help="Expected/Predicted listing for K sequences.")
 @input_format_option
+@backend_option
 @device_option
 @json_option
-def evaluate(target, data_path, samples, seed, show, input_format, device, as_json):
+def evaluate(target, data_path, samples, seed, show, input_format, backend, device, as_json):
     """Score a saved model: loss, accuracy, per-step accuracy, confusion matrix, per-class F1."""
     from .commands.evaluate import run_evaluate
     from .report.console import emit_json, stdout_console
     from .report.evaluation import print_evaluation
 
-    result = run_evaluate(target, data_path, samples, seed, show, device or "auto", input_format)
+    result = run_evaluate(target, data_path, samples, seed, show, device or "auto", input_format, backend)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -259,12 +272,13 @@ def evaluate(target, data_path, samples, seed, show, input_format, device, as_js
 @click.argument("input_path", metavar="INPUT|-")
 @predict_format_option
 @input_format_option
+@backend_option
 @device_option
-def predict(target, input_path, output_format, input_format, device):
+def predict(target, input_path, output_format, input_format, backend, device):
     """Per-step probability and class for every input sequence, to stdout."""
     from .commands.predict import run_predict
 
-    sys.stdout.write(run_predict(target, input_path, output_format, device or "auto", input_format))
+    sys.stdout.write(run_predict(target, input_path, output_format, device or "auto", input_format, backend))
     sys.stdout.flush()
 
 
@@ -282,6 +296,7 @@ def predict(target, input_path, output_format, input_format, device):
 @click.option("--epochs", type=int, help="Training epochs per run.")
 @click.option("--workers", type=int, help="Worker processes.")
 @click.option("--seed", type=int, help="Base seed: repeat r uses seed + r.")
+@backend_option
 @device_option
 @click.option("--out", help="Output directory (default: runs/<timestamp>-compare).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
@@ -297,6 +312,7 @@ def compare(
     epochs,
     workers,
     seed,
+    backend,
     device,
     out,
     force,
@@ -305,7 +321,6 @@ def compare(
     quiet,
 ):
     """Train several variants over paired seeds and say, with statistics, which is better."""
-    from .commands.compare import run_compare
     from .config.variants import parse_variants, split_list
     from .report.comparison import CompareReporter, print_compare_summary
     from .report.console import emit_json, stderr_console, stdout_console
@@ -323,6 +338,7 @@ def compare(
                 "--repeats": repeats,
                 "--epochs": epochs,
                 "--seed": seed,
+                "--backend": backend,
                 "--out": out,
             },
         )
@@ -336,6 +352,7 @@ def compare(
                 "train.epochs": epochs,
                 "compare.workers": workers,
                 "train.seed": seed,
+                "train.backend": backend,
                 "train.device": device,
                 "output.overwrite": True if force else None,
             },
@@ -343,6 +360,7 @@ def compare(
     chosen = parse_variants(split_list(variants), split_list(modes), config.compare.variants)
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
+    run_compare = command_with_backend("compare", config.train.backend)
     result = run_compare(config, chosen, reporter, out=out, resume=resume)
     if as_json:
         emit_json({**result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from .config.vocabulary import DIRECTIONS, KINDS, MERGE_MODES, TASKS
+from .config.vocabulary import BACKENDS, DIRECTIONS, KINDS, MERGE_MODES, TASKS
 from .data.formats import FORMATS, PREDICTION_FORMATS, WRITABLE_FORMATS
 
 
@@ -33,6 +33,11 @@ config_options = _stack(
 )
 
 device_option = click.option("--device", help="auto, cpu, gpu or gpu:N.")
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="Keras backend (default: $BILSTM_BACKEND, else tensorflow).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors and the product.")
 input_format_option = click.option(
@@ -53,6 +58,7 @@ train_options = _stack(
     click.option("--batch-size", type=int, help="Sequences per optimizer step."),
     click.option("--learning-rate", type=float, help="Optimizer learning rate."),
     click.option("--seed", type=int, help="Random seed (drawn and recorded if absent)."),
+    backend_option,
     device_option,
 )
 

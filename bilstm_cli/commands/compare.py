@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import backend
 from ..compare.execute import LocalExecutor
 from ..compare.outputs import write_outputs
 from ..compare.plan import RESULTS, missing_runs, plan_jobs, result_path
@@ -18,7 +19,7 @@ from ..compare.summary import load_results, summarize
 from ..config.schema import Config
 from ..config.variants import Variant
 from ..data.prepare import prepare_training_data
-from ..engine.session import with_seed
+from ..engine.session import recordable
 from ..errors import Interrupted, UsageError
 from ..runs import directory
 from ..runs.files import write_json
@@ -49,13 +50,14 @@ def run_compare(
         resume: the directory of an interrupted comparison to finish.
     """
     started = time.perf_counter()
+    backend.select(config.train.backend)
     if config.train.early_stopping.enabled:
         raise UsageError(
             "compare does not use early stopping: every variant trains for the same epochs",
             "remove train.early_stopping from the config",
         )
     if resume is None:
-        config = with_seed(config)
+        config = recordable(config)
         config.compare.variants = [v.name for v in variants]
     for variant in variants:
         variant.apply(config)  # a bad variant value fails here, before anything trains

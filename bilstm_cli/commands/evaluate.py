@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import backend
 from ..data.dataset import Dataset
 from ..data.formats import source_label
 from ..data.generator import cumulative_sum_task
@@ -42,8 +43,14 @@ def run_evaluate(
     show: int,
     device: str = "auto",
     input_format: str | None = None,
+    backend_name: str | None = None,
 ) -> EvaluateResult:
-    """Evaluate ``target`` (run directory or .keras) on ``data_path`` or on fresh sequences."""
+    """Evaluate ``target`` (run directory or .keras) on ``data_path`` or on fresh sequences.
+
+    ``backend_name``: the Keras backend to run the model with (any backend can run a model
+    trained under another); None = ``$BILSTM_BACKEND``, else TensorFlow.
+    """
+    backend.select(backend_name)
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     if show < 0:

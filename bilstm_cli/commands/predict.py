@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from .. import backend
 from ..data.dataset import PER_STEP
 from ..data.formats import source_label
 from ..device import select_device
@@ -16,9 +17,17 @@ from ..runs.saved import locate_run
 
 
 def run_predict(
-    target: str, input_path: str, output_format: str = "csv", device: str = "auto", input_format: str | None = None
+    target: str,
+    input_path: str,
+    output_format: str = "csv",
+    device: str = "auto",
+    input_format: str | None = None,
+    backend_name: str | None = None,
 ) -> str:
     """Predict for every sequence of ``input_path`` (``-`` = stdin); returns CSV or JSONL text.
+
+    ``backend_name``: the Keras backend to run the model with; None = ``$BILSTM_BACKEND``, else
+    TensorFlow.
 
     ``sequence`` is the input's own id (CSV) or the sequence's position (other formats).
     CSV columns: ``sequence,step,class,probability`` for binary models (probability of class
@@ -27,6 +36,7 @@ def run_predict(
     """
     from ..data.io import read_dataset
 
+    backend.select(backend_name)
     run = locate_run(target)
     where = source_label(input_path)
     # read the input first: a bad file is reported before TensorFlow's slow import

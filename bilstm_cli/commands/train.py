@@ -9,12 +9,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import backend
 from ..config.schema import Config
 from ..data.prepare import prepare_training_data
 from ..device import select_device
 from ..engine.history import History
 from ..engine.loop import NonFiniteLoss
-from ..engine.session import TrainingSession, with_seed
+from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
 from ..report.plots import plot_history
 from ..runs import directory
@@ -47,6 +48,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         resume: a run directory with a checkpoint to continue (its saved config is used).
     """
     started = time.perf_counter()
+    backend.select(config.train.backend)
     checkpoint_state, checkpoint_meta = None, None
     if resume is not None:
         run_dir = Path(resume)
@@ -54,7 +56,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         if checkpoint_meta.get("finished"):
             raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
     else:
-        config = with_seed(config)
+        config = recordable(config)
     seed = config.train.seed
     # bad data fails here, before anything is written
     data = prepare_training_data(config.data, seed, config.train.class_weight)
@@ -68,7 +70,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         directory.save_config(run_dir, config)
         write_json(run_dir / directory.DATA_SPEC, data.describe())
     reporter.message(
-        f"training {session.variant} on {device.description} "
+        f"training {session.variant} on {device.description} with {backend.name()} "
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
     compile_seconds = session.compile()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import backend
 from ..config.schema import Config
 from ..data.prepare import TrainingData
 from ..engine.session import TrainingSession
@@ -39,12 +40,16 @@ def run_job(
     from ..data.prepare import prepare_training_data
     from ..device import select_device
 
+    backend.select(config.train.backend)  # worker processes: before anything imports Keras
     device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
     settings = job.variant.apply(config)
     if data is None:
         data = prepare_training_data(settings.data, seeds[0], settings.train.class_weight)
     session = TrainingSession(settings, data, device, seeds[job.repeats[0]])
+    if session.trains_repeats_together and len(job.repeats) > 1:
+        _run_repeats_together(session, job, seeds, on_result, should_stop)
+        return
     session.compile()
     for repeat in job.repeats:
         if should_stop():
@@ -54,29 +59,45 @@ def run_job(
         result = session.fit(_ignore, _ignore, _ignore, should_stop)
         if result.stopped == "interrupted":
             return
-        on_result(
-            {
-                "variant": job.variant.name,
-                "repeat": repeat,
-                "seed": seeds[repeat],
-                "data_fingerprint": _fingerprint(session),
-                "history": result.history.to_dict(),
-                "seconds": time.perf_counter() - started,
-            }
-        )
+        on_result(_record(job, repeat, seeds[repeat], session.source, session, result, time.perf_counter() - started))
+
+
+def _run_repeats_together(session: TrainingSession, job: Job, seeds: list[int], on_result, should_stop) -> None:
+    """All of a job's repeats as one vectorised program (one compile, the hardware filled)."""
+    job_seeds = [seeds[repeat] for repeat in job.repeats]
+    started = time.perf_counter()
+    results = session.fit_repeats(job_seeds, should_stop)
+    seconds = (time.perf_counter() - started) / len(job.repeats)  # each repeat's share of the wall time
+    if any(result.stopped == "interrupted" for result in results):
+        return
+    for repeat, seed, result in zip(job.repeats, job_seeds, results):
+        source = session.data.source(session.config.train.batch_size, seed)
+        on_result(_record(job, repeat, seed, source, session, result, seconds))
+
+
+def _record(job: Job, repeat: int, seed: int, source, session: TrainingSession, result, seconds: float) -> dict:
+    """What the driver stores for one finished run."""
+    return {
+        "variant": job.variant.name,
+        "repeat": repeat,
+        "seed": seed,
+        "data_fingerprint": _fingerprint(source, session.validation),
+        "history": result.history.to_dict(),
+        "seconds": seconds,
+    }
 
 
 def _ignore(*args) -> None:
     """Compare reports whole runs, not epochs or checkpoints."""
 
 
-def _fingerprint(session: TrainingSession) -> str:
+def _fingerprint(source, validation) -> str:
     """Digest of the first epoch's training batches and the validation set (pairing check)."""
     digest = hashlib.sha1()
-    for array in session.source.batches(0, 1).arrays():
+    for array in source.batches(0, 1).arrays():
         digest.update(np.ascontiguousarray(array).tobytes())
-    if session.validation is not None:
-        digest.update(session.validation.x.tobytes())
+    if validation is not None:
+        digest.update(validation.x.tobytes())
     return digest.hexdigest()[:16]
 
 

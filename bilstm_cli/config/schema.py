@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .vocabulary import Direction, Kind, Merge, Optimizer, Pooling, Task
+from .vocabulary import Backend, Direction, Kind, Merge, Optimizer, Pooling, Task
 
 # Refuse sizes that could only come from a typo before anything is allocated.
 MAX_TIMESTEPS = 1_000_000
@@ -85,6 +85,9 @@ class TrainConfig(Section):
     # validation accuracy for every seed tried (0.001 gave 0.985 for one of three)
     learning_rate: float = Field(0.003, gt=0)
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
+    backend: Optional[Backend] = Field(
+        None, description="Keras backend: tensorflow or jax; null = $BILSTM_BACKEND, else tensorflow"
+    )
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, gpu or gpu:N")
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
     jit_compile: Union[bool, Literal["auto"]] = Field(

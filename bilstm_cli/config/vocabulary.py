@@ -14,6 +14,7 @@ Merge = Literal["concat", "sum", "mul", "ave"]
 Task = Literal["per-step", "sequence"]
 Optimizer = Literal["adam", "sgd", "rmsprop"]
 Pooling = Literal["last", "mean"]
+Backend = Literal["tensorflow", "jax"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -25,5 +26,7 @@ KINDS = choices(Kind)
 MERGE_MODES = choices(Merge)
 DIRECTIONS = choices(Direction)
 TASKS = choices(Task)
+BACKENDS = choices(Backend)
+DEFAULT_BACKEND = "tensorflow"
 # The named model variants compare knows: lstm-<direction> and bilstm-<merge mode>.
 MODEL_VARIANTS: tuple[str, ...] = tuple(f"lstm-{d}" for d in DIRECTIONS) + tuple(f"bilstm-{m}" for m in MERGE_MODES)

@@ -53,6 +53,23 @@ class Batches:
         return Batches(*(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)]) for a in self.arrays()))
 
     @staticmethod
+    def zeros(steps: int, batch: int, timesteps: int, features: int, positions: int) -> Batches:
+        """All-zero batches of a given shape (to compile a call before real data exists)."""
+        shape = (steps, batch)
+        return Batches(
+            np.zeros((*shape, timesteps, features), np.float32),
+            np.ones(shape, np.int32),
+            np.zeros((*shape, positions), np.int32),
+            np.zeros((*shape, positions), np.float32),
+            np.zeros((*shape, positions), np.float32),
+        )
+
+    @staticmethod
+    def stack(parts: list[Batches]) -> Batches:
+        """Equally shaped batches of several runs, stacked on a new leading axis (for vmap)."""
+        return Batches(*(np.stack(arrays) for arrays in zip(*(p.arrays() for p in parts))))
+
+    @staticmethod
     def concatenate(parts: list[Batches]) -> Batches:
         return Batches(*(np.concatenate(arrays) for arrays in zip(*(p.arrays() for p in parts))))
 

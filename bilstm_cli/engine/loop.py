@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,21 +120,7 @@ def fit(
         boundary = _next_boundary(epoch, plan)
         chunk_end = min(boundary, epoch + epochs_per_call)
         results = engine.train(source.batches(epoch, chunk_end))
-        per_epoch = results.reshape(chunk_end - epoch, source.steps_per_epoch, 3)
-        losses = (per_epoch[..., 0] * per_epoch[..., 1]).sum(axis=1) / np.maximum(per_epoch[..., 1].sum(axis=1), 1)
-        accuracies = per_epoch[..., 2].sum(axis=1) / np.maximum(per_epoch[..., 1].sum(axis=1), 1)
-        finite = np.isfinite(losses)
-        now = elapsed_before + time.perf_counter() - started
-        good = int(np.argmin(finite)) if not finite.all() else len(losses)
-        for offset in range(good):
-            history.epoch.append(epoch + offset + 1)
-            history.loss.append(float(losses[offset]))
-            history.accuracy.append(float(accuracies[offset]))
-            history.val_loss.append(math.nan)
-            history.val_accuracy.append(math.nan)
-            history.elapsed.append(now)
-        if good < len(losses):
-            raise NonFiniteLoss(epoch + good + 1, history)
+        _record_epochs(history, epoch, results, source.steps_per_epoch, elapsed_before + time.perf_counter() - started)
         epoch = chunk_end
         callbacks.on_progress(epoch)
 
@@ -152,7 +138,7 @@ def fit(
                 _window_mean(history.accuracy, epoch - window_start),
                 val_loss,
                 val_accuracy,
-                now,
+                history.elapsed[-1],
             )
             window_start = epoch
             callbacks.on_log(record)
@@ -170,6 +156,81 @@ def fit(
     if stopped == "early-stopping" and best_state is not None:
         engine.load_state(best_state)
     return FitResult(history, epoch, stopped, best_epoch, time.perf_counter() - started)
+
+
+class RepeatsEngine(Protocol):
+    """What :func:`fit_repeats` needs: R runs of one variant trained as one program."""
+
+    steps_per_call: int
+
+    def train(self, batches: Sequence[Batches]) -> np.ndarray:
+        """Train run r on ``batches[r]``; return ``(R, steps, 3)``."""
+
+    def evaluate(self, batches: Batches) -> list[tuple[float, float]]:
+        """Every run's mean loss and accuracy on the shared validation batches."""
+
+
+def fit_repeats(
+    engine: RepeatsEngine,
+    sources: Sequence[BatchSource],
+    plan: FitPlan,
+    validation: Batches | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[FitResult]:
+    """:func:`fit` for R repeats trained together: the same chunks, logged epochs and
+    validation points as R separate runs, so each repeat's history matches its sequential
+    run (within floating-point tolerance). No checkpoints or early stopping (``compare``
+    runs every repeat for the same epochs); ``should_stop`` ends all repeats at a chunk
+    boundary, returning results marked ``interrupted``.
+    """
+    if plan.early_stopping_patience or plan.checkpoint_every or plan.start_epoch:
+        raise ValueError("fit_repeats runs whole comparisons: no early stopping, checkpoints or resume")
+    histories = [History() for _ in sources]
+    steps_per_epoch = sources[0].steps_per_epoch
+    epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
+    started = time.perf_counter()
+    epoch, stopped = 0, None
+    while epoch < plan.epochs:
+        if should_stop():
+            stopped = "interrupted"
+            break
+        chunk_end = min(_next_boundary(epoch, plan), epoch + epochs_per_call)
+        results = engine.train([source.batches(epoch, chunk_end) for source in sources])
+        now = time.perf_counter() - started
+        for history, repeat_results in zip(histories, results):
+            _record_epochs(history, epoch, repeat_results, steps_per_epoch, now)
+        epoch = chunk_end
+        if validation is not None and (epoch % plan.log_every == 0 or epoch == plan.epochs):
+            for history, (val_loss, val_accuracy) in zip(histories, engine.evaluate(validation)):
+                if not math.isfinite(val_loss):
+                    raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
+                history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+    seconds = time.perf_counter() - started
+    return [FitResult(history, epoch, stopped, None, seconds) for history in histories]
+
+
+def _record_epochs(history: History, first: int, results: np.ndarray, steps_per_epoch: int, now: float) -> None:
+    """Append the epochs after ``first`` from per-step ``(loss, positions, correct)`` results.
+
+    An epoch's loss is the position-weighted mean of its steps' losses, so it equals what one
+    pass over the epoch's data would report. Raises NonFiniteLoss at the first bad epoch,
+    with the history of the good ones.
+    """
+    per_epoch = results.reshape(-1, steps_per_epoch, 3)
+    positions = np.maximum(per_epoch[..., 1].sum(axis=1), 1)
+    losses = (per_epoch[..., 0] * per_epoch[..., 1]).sum(axis=1) / positions
+    accuracies = per_epoch[..., 2].sum(axis=1) / positions
+    finite = np.isfinite(losses)
+    good = int(np.argmin(finite)) if not finite.all() else len(losses)
+    for offset in range(good):
+        history.epoch.append(first + offset + 1)
+        history.loss.append(float(losses[offset]))
+        history.accuracy.append(float(accuracies[offset]))
+        history.val_loss.append(math.nan)
+        history.val_accuracy.append(math.nan)
+        history.elapsed.append(now)
+    if good < len(losses):
+        raise NonFiniteLoss(first + good + 1, history)
 
 
 def _checkpoint_due(plan: FitPlan, epoch: int, logged: bool, seconds_since: float) -> bool:

@@ -17,7 +17,8 @@ from ..data.prepare import TrainingData
 from ..device import DeviceInfo, draw_seed, seed_everything
 from ..errors import UsageError
 from ..model.build import build_model
-from .loop import FitCallbacks, FitPlan, FitResult, fit
+from . import for_backend
+from .loop import FitCallbacks, FitPlan, FitResult, fit, fit_repeats
 from .terms import steps_per_call
 
 ROWS_TO_LOG = 20  # default number of logged rows (and validation points) per run
@@ -27,11 +28,13 @@ def default_log_every(epochs: int) -> int:
     return max(1, epochs // ROWS_TO_LOG)
 
 
-def with_seed(config: Config) -> Config:
-    """The config with its seed fixed (drawn at random if none was given), for recording."""
+def recordable(config: Config) -> Config:
+    """The config with what was left open fixed, for recording: the seed (drawn at random if
+    none was given) and the backend (the one selected for this process)."""
     resolved = config.model_copy(deep=True)
     if resolved.train.seed is None:
         resolved.train.seed = draw_seed()
+    resolved.train.backend = backend.name()
     return resolved
 
 
@@ -39,7 +42,8 @@ class TrainingSession:
     """A model and engine for one config, ready to fit (shared by train and compare)."""
 
     def __init__(self, config: Config, data: TrainingData, device: DeviceInfo, seed: int):
-        from .tensorflow import TrainingEngine, use_xla
+        self._engine_module = for_backend()
+        TrainingEngine, use_xla = self._engine_module.TrainingEngine, self._engine_module.use_xla
 
         self.config = config
         self.data = data
@@ -61,7 +65,7 @@ class TrainingSession:
             learning_rate=config.train.learning_rate,
             jit_compile=self.jit_compile,
             steps_per_call=steps_per_call(self.source.steps_per_epoch, self.log_every, *self.batch_shape),
-            device=device.name,
+            device=device,
         )
 
     @property
@@ -69,7 +73,7 @@ class TrainingSession:
         return model_variant_name(self.config.model)
 
     def _build(self, masked: bool):
-        with backend.tensorflow().device(self.device.name):
+        with self._engine_module.placed(self.device):
             return build_model(self.config.model, self.data.spec, self.data.standardization, masked=masked)
 
     def initial_model(self, seed: int):
@@ -94,7 +98,7 @@ class TrainingSession:
         self.source = self.data.source(self.config.train.batch_size, seed)
         self.engine.reset(self.initial_model(seed))
 
-    def fit(self, on_log, on_progress, on_checkpoint, should_stop, start_epoch: int = 0, history=None) -> FitResult:
+    def _plan(self, start_epoch: int = 0) -> FitPlan:
         train = self.config.train
         stopping = train.early_stopping
         if stopping.enabled and self.validation is None:
@@ -102,7 +106,7 @@ class TrainingSession:
                 "train.early_stopping needs validation data",
                 "give --val-data, data.validation_split or data.validation_size > 0",
             )
-        plan = FitPlan(
+        return FitPlan(
             epochs=train.epochs,
             log_every=self.log_every,
             checkpoint_every=train.checkpoint_every,
@@ -110,8 +114,23 @@ class TrainingSession:
             early_stopping_patience=stopping.patience if stopping.enabled else None,
             early_stopping_min_delta=stopping.min_delta,
         )
+
+    def fit(self, on_log, on_progress, on_checkpoint, should_stop, start_epoch: int = 0, history=None) -> FitResult:
         callbacks = FitCallbacks(on_log, on_progress, on_checkpoint, should_stop)
-        return fit(self.engine, self.source, plan, self.validation, callbacks, history)
+        return fit(self.engine, self.source, self._plan(start_epoch), self.validation, callbacks, history)
+
+    @property
+    def trains_repeats_together(self) -> bool:
+        """Whether the backend can train several repeats as one program (JAX: vmap)."""
+        return hasattr(self._engine_module, "RepeatsEngine")
+
+    def fit_repeats(self, seeds: list[int], should_stop) -> list[FitResult]:
+        """Train one run per seed, all at once (see :func:`~bilstm_cli.engine.loop.fit_repeats`):
+        each keeps its own initial weights, optimizer state and data stream."""
+        initial_models = [self.initial_model(seed) for seed in seeds]
+        engine = self._engine_module.RepeatsEngine(self.engine, initial_models)
+        sources = [self.data.source(self.config.train.batch_size, seed) for seed in seeds]
+        return fit_repeats(engine, sources, self._plan(), self.validation, should_stop)
 
     def metrics(self, result: FitResult, compile_seconds: float, wall_seconds: float) -> dict[str, Any]:
         """What metrics.json records about a finished run."""
@@ -141,9 +160,10 @@ class TrainingSession:
                 "steps": steps,
                 "ms_per_step": 1000 * result.train_seconds / max(1, steps),
             },
+            "backend": backend.name(),
             "versions": {
                 "bilstm": __version__,
-                "tensorflow": backend.tensorflow().__version__,
+                backend.name(): backend.version(),
                 "keras": backend.keras.__version__,
                 "numpy": np.__version__,
                 "python": platform.python_version(),

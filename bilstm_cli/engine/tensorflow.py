@@ -17,6 +17,7 @@ from .. import backend
 from ..backend import keras
 from ..data.batches import Batches
 from ..data.dataset import PER_STEP
+from ..device import DeviceInfo
 from ..errors import TrainingError
 from ..model.spec import ModelSpec
 from .terms import batch_terms, make_optimizer
@@ -49,7 +50,7 @@ class TrainingEngine:
         learning_rate: optimizer learning rate.
         jit_compile: compile the training loop with XLA.
         steps_per_call: optimizer steps per compiled call (the arrays are padded to it).
-        device: TensorFlow device string.
+        device: the selected device (or a TensorFlow device string).
 
     Reusing one engine for several runs of the same architecture (``reset``) skips tracing
     and compilation: ``compare`` pays for them once per variant, not once per repeat.
@@ -63,13 +64,13 @@ class TrainingEngine:
         learning_rate: float = 0.001,
         jit_compile: bool = True,
         steps_per_call: int = 100,
-        device: str = "/CPU:0",
+        device: DeviceInfo | str = "/CPU:0",
     ):
         if steps_per_call < 1:
             raise ValueError(f"steps_per_call must be >= 1. Received: steps_per_call={steps_per_call}")
         self.model = model
         self.spec = spec
-        self.device = device
+        self.device = device.name if isinstance(device, DeviceInfo) else device
         self.steps_per_call = steps_per_call
         self.jit_compile = jit_compile
         with tf.device(device):
@@ -115,14 +116,7 @@ class TrainingEngine:
         """
         batch, timesteps, features = batch_shape
         positions = timesteps if self.spec.task == PER_STEP else 1
-        shape = (self.steps_per_call, batch)
-        dummy = Batches(
-            np.zeros((*shape, timesteps, features), np.float32),
-            np.ones(shape, np.int32),
-            np.zeros((*shape, positions), np.int32),
-            np.zeros((*shape, positions), np.float32),
-            np.zeros((*shape, positions), np.float32),
-        )
+        dummy = Batches.zeros(self.steps_per_call, batch, timesteps, features, positions)
         arguments = (*dummy.arrays(), tf.constant(0))
         started = time.perf_counter()
         with tf.device(self.device):
@@ -181,3 +175,19 @@ class TrainingEngine:
             variable.assign(value)
         for variable, value in zip(self.optimizer.variables, self._initial_optimizer_state):
             variable.assign(value)
+
+
+def placed(device: DeviceInfo):
+    """A context in which new variables (a model being built or loaded) live on ``device``."""
+    return tf.device(device.name)
+
+
+def predictor(model: keras.Model, device: DeviceInfo):
+    """A compiled ``(x, lengths) -> probabilities`` function of a model, on ``device``."""
+    call = tf.function(lambda x, lengths: model([x, lengths], training=False))
+
+    def predict(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with tf.device(device.name):
+            return call(x, lengths).numpy()
+
+    return predict

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend
 from ..data.dataset import PER_STEP, SEQUENCE, Dataset
 from ..data.labels import align_labels
 from ..device import DeviceInfo
+from ..engine import for_backend
 from ..errors import DataError, ModelError
 from ..runs.saved import SavedRun
 
@@ -39,9 +39,8 @@ class LoadedModel:
 
     def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
         """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
-        tf = backend.tensorflow()
-        call = tf.function(lambda x, lengths: self.model([x, lengths], training=False))
-        return predict_in_batches(call, self.device.name, dataset.x, dataset.lengths, batch_size)
+        call = for_backend().predictor(self.model, self.device)
+        return predict_in_batches(call, dataset.x, dataset.lengths, batch_size)
 
     def class_names(self) -> list[str]:
         """A name for every output class (numbers where the training data had no names)."""
@@ -53,10 +52,8 @@ def load_model_for_inference(run: SavedRun, device: DeviceInfo) -> LoadedModel:
     """Load a located run's model on ``device``; errors name the file and the problem."""
     from ..model.build import load_model
 
-    tf = backend.tensorflow()
-
     try:
-        with tf.device(device.name):
+        with for_backend().placed(device):
             model = load_model(str(run.model_path))
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
         raise ModelError(
@@ -79,19 +76,20 @@ def _first_line(exc: Exception) -> str:
     return text[0][:200] if text else ""
 
 
-def predict_in_batches(call, device: str, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run ``call(x, lengths)`` over fixed-size batches (the last one padded) and join them."""
-    tf = backend.tensorflow()
+def predict_in_batches(call, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
+    """Run ``call(x, lengths)`` over fixed-size batches (the last one padded) and join them.
+
+    One batch shape means one compiled program, whatever the number of sequences.
+    """
     count = x.shape[0]
     batch_size = max(1, min(batch_size, count))
     outputs = []
-    with tf.device(device):
-        for start in range(0, count, batch_size):
-            part_x = x[start : start + batch_size]
-            part_lengths = lengths[start : start + batch_size].astype(np.int32)
-            real = part_x.shape[0]
-            if real < batch_size:
-                part_x = np.concatenate([part_x, np.zeros((batch_size - real, *part_x.shape[1:]), part_x.dtype)])
-                part_lengths = np.concatenate([part_lengths, np.ones(batch_size - real, np.int32)])
-            outputs.append(call(part_x, part_lengths).numpy()[:real])
+    for start in range(0, count, batch_size):
+        part_x = x[start : start + batch_size]
+        part_lengths = lengths[start : start + batch_size].astype(np.int32)
+        real = part_x.shape[0]
+        if real < batch_size:
+            part_x = np.concatenate([part_x, np.zeros((batch_size - real, *part_x.shape[1:]), part_x.dtype)])
+            part_lengths = np.concatenate([part_lengths, np.ones(batch_size - real, np.int32)])
+        outputs.append(np.asarray(call(part_x, part_lengths))[:real])
     return np.concatenate(outputs)
