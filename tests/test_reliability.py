@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from bilstm_cli.runs.checkpoint import load_checkpoint
 
 from bilstm_cli.runs import atomic
-from bilstm_cli.runs.checkpoint import load_checkpoint
 
 from .conftest import assert_clean_error, run_bilstm, tiny_flags
 

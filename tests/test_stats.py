@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bilstm_cli.stats import (
+from bilstm_cli.stats.paired import (
     area_under_curve,
     epochs_to_threshold,
     holm,

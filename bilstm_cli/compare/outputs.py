@@ -11,7 +11,7 @@ import numpy as np
 from ..config.schema import Config
 from ..report.plots import plot_comparison
 from ..runs.files import write_csv, write_json
-from ..stats import mean_interval
+from ..stats.paired import mean_interval
 from .summary import validation_curve
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..config.schema import Config
 from ..engine.history import validation_points
 from ..errors import UsageError
-from ..stats import (
+from ..stats.paired import (
     ALPHA,
     MIN_REPEATS_FOR_TEST,
     area_under_curve,

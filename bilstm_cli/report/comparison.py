@@ -9,7 +9,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..engine.history import validation_points
-from ..stats import ALPHA, MIN_REPEATS_FOR_TEST
+from ..stats.paired import ALPHA, MIN_REPEATS_FOR_TEST
 from .console import number, progress_bar, seconds, stderr_console
 
 

@@ -1,4 +1,4 @@
-"""Statistics for comparisons: t-based confidence intervals, paired Wilcoxon tests with Holm's
+"""Statistics of paired repeats on one task: t-based confidence intervals, paired Wilcoxon tests with Holm's
 correction, learning-curve summaries. SciPy does the distributions and the test."""
 
 from __future__ import annotations
