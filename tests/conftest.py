@@ -77,6 +77,21 @@ DATA_KEYS = {"task", "timesteps", "standardize", "validation_split", "threshold"
 MODEL_KEYS = {"kind", "merge", "direction", "layers", "dropout", "pooling"}
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "only_backend(name): run only when the session's backend is `name`")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``make test`` runs the suite once per backend (BILSTM_BACKEND); some tests are for one."""
+    from bilstm_cli import backend
+
+    current = backend.name()
+    for item in items:
+        for marker in item.iter_markers("only_backend"):
+            if marker.args[0] != current:
+                item.add_marker(pytest.mark.skip(reason=f"{marker.args[0]} backend only (this session: {current})"))
+
+
 @pytest.fixture
 def tiny():
     """The one source of tiny-run flags: ``tiny(epochs=40, units=8)`` (see :func:`tiny_flags`)."""

@@ -1,4 +1,6 @@
-"""The compiled training loop: equals a naive model.fit loop, is deterministic, stops early."""
+"""The compiled training loop: equals a naive model.fit loop, is deterministic, stops early.
+
+Runs under whichever backend the session selected (``make test`` runs it for both)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ from bilstm_cli.backend import keras
 from bilstm_cli.config.schema import DataConfig, ModelSettings
 from bilstm_cli.data.batches import OnlineSource, make_batches
 from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.engine import for_backend
 from bilstm_cli.engine.loop import FitCallbacks, FitPlan, NonFiniteLoss, fit
-from bilstm_cli.engine.tensorflow import TrainingEngine
 from bilstm_cli.model.build import build_model
 from bilstm_cli.model.spec import ModelSpec
 
 SPEC = ModelSpec(1, 2)
+TrainingEngine = for_backend().TrainingEngine
 
 pytestmark = pytest.mark.usefixtures("cpu_device")
 
@@ -135,6 +138,7 @@ def test_class_weights_scale_the_loss():
     assert weighted > unweighted * 1.2  # class 1 makes up a good share of the steps: its weight shows
 
 
+@pytest.mark.only_backend("tensorflow")
 def test_xla_choice_follows_the_measured_crossover():
     from bilstm_cli.engine.tensorflow import use_xla
 
@@ -143,3 +147,32 @@ def test_xla_choice_follows_the_measured_crossover():
     assert not use_xla("auto", "cpu", 64, 100)  # large steps: a plain graph is faster
     assert not use_xla("auto", "gpu", 1, 10)  # cuDNN on GPU
     assert use_xla(True, "cpu", 64, 1000) and not use_xla(False, "cpu", 1, 10)
+
+
+@pytest.mark.only_backend("jax")
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_repeats_trained_together_equal_repeats_trained_one_by_one(batch_size):
+    """Issue 11: vmapped repeats keep their own weights, optimizer state and data stream."""
+    from bilstm_cli.engine.jax import RepeatsEngine
+    from bilstm_cli.engine.loop import fit_repeats
+
+    seeds = [11, 12, 13]
+    validation = make_batches(cumulative_sum_task(32, 10, rng=np.random.default_rng(7)), 32)
+    plan = FitPlan(epochs=12, log_every=4)
+
+    def source(seed):
+        return OnlineSource(DataConfig(samples_per_epoch=batch_size), batch_size=batch_size, seed=seed)
+
+    alone = []
+    for seed in seeds:
+        engine = TrainingEngine(fresh_model(seed), SPEC, steps_per_call=8)
+        alone.append(fit(engine, source(seed), plan, validation).history)
+    together_engine = RepeatsEngine(
+        TrainingEngine(fresh_model(0), SPEC, steps_per_call=8), [fresh_model(s) for s in seeds]
+    )
+    together = [r.history for r in fit_repeats(together_engine, [source(s) for s in seeds], plan, validation)]
+    for one, many in zip(alone, together):
+        assert one.epoch == many.epoch
+        np.testing.assert_allclose(many.loss, one.loss, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(many.val_loss, one.val_loss, rtol=0, atol=1e-6)
+    assert not np.allclose(together[0].loss, together[1].loss)  # different seeds: different runs

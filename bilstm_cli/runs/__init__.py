@@ -1,0 +1,1 @@
+"""Run directories: creating them safely, atomic writes, checkpoints, reading runs back."""
