@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The suite runs once per Keras backend: everything on TensorFlow (the default), then again on
+# JAX (tests marked only_backend("tensorflow") are skipped there, and the reverse).
 test: install
 	$(BIN)/python -m pytest -q
+	BILSTM_BACKEND=jax $(BIN)/python -m pytest -q
 
 # The main job: the tutorial's two comparisons, 10 seeds each, with statistics.
 run: install

@@ -73,7 +73,7 @@ class TrainingEngine:
         self.device = device.name if isinstance(device, DeviceInfo) else device
         self.steps_per_call = steps_per_call
         self.jit_compile = jit_compile
-        with tf.device(device):
+        with tf.device(self.device):
             self.optimizer = make_optimizer(optimizer, learning_rate)
             self.optimizer.build(model.trainable_variables)
         self._initial_optimizer_state = [v.numpy() for v in self.optimizer.variables]
