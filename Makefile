@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test run lint bench clean
+.PHONY: install test run lint bench gpu-wheels clean
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# Wheels for benchmarks/gpu.sh on a GPU machine without network (Python $(GPU_PYTHON), x86_64):
+# bilstm plus the dependencies such a machine lacks, at the versions installed here.
+GPU_PYTHON ?= 3.12
+GPU_WHEELS := keras|pydantic|pydantic[-_]core|annotated[-_]types|typing[-_]inspection|optree|namex|h5py
+GPU_WHEELS_DIR ?= benchmarks/wheels
+gpu-wheels: install
+	rm -rf $(GPU_WHEELS_DIR) && mkdir -p $(GPU_WHEELS_DIR)
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(GPU_WHEELS_DIR) .
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --no-deps --python-version $(GPU_PYTHON) \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d $(GPU_WHEELS_DIR) \
+		$$($(BIN)/python -m pip freeze | grep -iE '^($(GPU_WHEELS))==')
+	ls $(GPU_WHEELS_DIR)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info benchmarks/results.json
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info benchmarks/results.json benchmarks/wheels gpu-results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -11,7 +11,7 @@ from bilstm_cli.config.schema import ModelSettings
 from bilstm_cli.data.batches import make_batches
 from bilstm_cli.data.dataset import Dataset
 from bilstm_cli.data.generator import cumulative_sum_task
-from bilstm_cli.engine.tensorflow import TrainingEngine
+from bilstm_cli.engine import for_backend
 from bilstm_cli.model.build import build_model, load_model
 from bilstm_cli.model.spec import ModelSpec
 
@@ -57,9 +57,10 @@ def outputs(model, x, lengths) -> np.ndarray:
 def train_and_round_trip(tmp_path, model_settings: ModelSettings, spec: ModelSpec, data: Dataset) -> np.ndarray:
     keras.utils.set_random_seed(0)
     model = build_model(model_settings, spec, (np.zeros(spec.features), np.ones(spec.features) * 4))
-    engine = TrainingEngine(model, spec, jit_compile=False, steps_per_call=3)
+    engine = for_backend().TrainingEngine(model, spec, jit_compile=False, steps_per_call=3)
     before = [w.copy() for w in model.get_weights()]
     results = engine.train(make_batches(data, 2))
+    model = engine.model  # the trained weights (the JAX engine writes them back on access)
     assert results.shape == (3, 3) and np.isfinite(results[:, 0]).all()
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "no weight changed"
     model.save(tmp_path / "m.keras")
@@ -158,7 +159,7 @@ def test_padded_positions_do_not_count_in_loss_or_accuracy():
     keras.utils.set_random_seed(5)
     spec = ModelSpec(1, 2)
     model = build_model(settings(kind="bilstm", merge="concat"), spec)
-    engine = TrainingEngine(model, spec, jit_compile=False, steps_per_call=1)
+    engine = for_backend().TrainingEngine(model, spec, jit_compile=False, steps_per_call=1)
     data = cumulative_sum_task(4, 6, rng=np.random.default_rng(0))
     short = Dataset(data.x[:, :4].copy(), data.y[:, :4].copy(), np.full(4, 4))
     padded = Dataset(

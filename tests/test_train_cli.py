@@ -47,7 +47,7 @@ def test_run_directory_contents(trained_run):
     assert [int(line.split(",")[0]) for line in logged] == [10, 20, 30, 40]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["epochs_run"] == 40
-    assert metrics["device"]["kind"] == "cpu" and metrics["versions"]["tensorflow"]
+    assert metrics["device"]["kind"] == "cpu" and metrics["versions"][metrics["backend"]]
     assert 0 <= metrics["final"]["val_accuracy"] <= 1 and metrics["timing"]["steps"] == 40
     png = (run / "history.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
