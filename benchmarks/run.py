@@ -1,14 +1,18 @@
-"""`make bench`: bilstm measured side by side against the tutorial's way, in one run.
+"""`make bench`: bilstm measured side by side against the tutorial's way and across backends, in one run.
 
-1. per-step training time: one model.fit per fresh sequence (the tutorial) vs the engine
+1. per training step (the tutorial's step): one model.fit per fresh sequence vs bilstm's engine
 2. end to end: the tutorial's 1000-epoch BiLSTM script vs `bilstm train` (subprocesses)
-3. comparison: the tutorial's merge-mode script (1 repeat) vs `bilstm compare` (10 repeats)
-4. start-up: `bilstm --help` and `bilstm generate --samples 100000`
-5. scaling: per-step time and peak memory of `bilstm train` (batch 64) at T = 10, 100, 1000
+3. the tutorial's merge-mode comparison (250 epochs): its script (1 repeat) vs `bilstm compare` (10 repeats)
+4. the card's command, `bilstm compare --modes sum,mul,ave,concat` with default settings
+5. start-up: `bilstm --help` and `bilstm generate --samples 100000`
+6. scaling: per-step time and peak memory of `bilstm train` (batch 64) at T = 10, 100, 1000
+7. a realistic step (batch 64, T=100, 8 features, 64 units, one label per sequence): bilstm's
+   engine vs plain `model.fit` vs PyTorch eager (when PyTorch is installed)
 
-Prints a table and writes benchmarks/results.json. Timings are medians of repeated runs
-where a run is short enough to repeat (the tutorial's scripts take minutes and run once).
-Usage: python benchmarks/run.py [--quick]   (--quick: fewer epochs, for a smoke test)
+Every bilstm row is measured for each backend (TensorFlow, JAX), each command in its own
+process. Prints a table and writes benchmarks/results.json. Timings are medians of repeated
+runs where a run is short enough to repeat (the tutorial's scripts take minutes and run once).
+Usage: python benchmarks/run.py [--quick] [--only NAME,...]   (--quick: fewer epochs, a smoke test)
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 QUICK = "--quick" in sys.argv
+ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 PYTHON = sys.executable
 WORK = Path(tempfile.mkdtemp(prefix="bilstm-bench-"))
+BACKENDS = ("tensorflow", "jax")
 
 
 def run(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -50,94 +56,39 @@ def bilstm(*args: str) -> list[str]:
     return [PYTHON, "-m", "bilstm_cli", *args]
 
 
-def machine() -> dict:
-    from bilstm_cli import backend
+def step(what: str, backend: str, *args: str) -> float | None:
+    """ms per step of one setup (benchmarks/step.py in its own process)."""
+    _, _, output = run([PYTHON, "benchmarks/step.py", what, "--backend", backend, *args])
+    return json.loads(output.strip().splitlines()[-1])["ms_per_step"]
 
-    tf = backend.tensorflow()  # quietly: TensorFlow's start-up logs would bury the table
+
+def machine() -> dict:
+    from importlib.metadata import version
 
     cpu = "unknown"
     if Path("/proc/cpuinfo").exists():
         match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
         cpu = match.group(1).strip() if match else cpu
-    gpus = tf.config.list_physical_devices("GPU")
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "device": f"{len(gpus)} GPU(s)" if gpus else "CPU only",
+        "tensorflow": version("tensorflow"),
+        "jax": version("jax"),
+        "keras": version("keras"),
     }
 
 
 # ---------------------------------------------------------------------------- 1. per step
 
 
-def per_step(naive_steps: int = 200, engine_steps: int = 1000, repeats: int = 5) -> dict:
-    from bilstm_cli.device import select_device
-
-    device = select_device("auto")
-    import keras
-    import numpy as np
-    from keras.layers import LSTM, Bidirectional, Dense, Input, TimeDistributed
-    from keras.models import Sequential
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from tutorial_common import get_sequence
-
-    # the tutorial's loop, faithfully: a fresh sequence, one model.fit, batch size 1
-    keras.utils.set_random_seed(0)
-    model = Sequential(
-        [
-            Input((10, 1)),
-            Bidirectional(LSTM(20, return_sequences=True)),
-            TimeDistributed(Dense(1, activation="sigmoid")),
-        ]
-    )
-    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
-    fit_times = []
-    for _ in range(naive_steps):
-        X, y = get_sequence(10)
-        started = time.perf_counter()
-        model.fit(X, y, epochs=1, batch_size=1, verbose=0)
-        fit_times.append(time.perf_counter() - started)
-    naive = statistics.median(fit_times[10:])  # steady state: the first calls trace the graph
-
-    # bilstm's engine on the same task and model, as `train --config tutorial-bilstm.yaml` runs it
-    from bilstm_cli.config.resolve import resolve_config
-    from bilstm_cli.data.batches import OnlineSource
-    from bilstm_cli.engine.tensorflow import TrainingEngine, use_xla
-    from bilstm_cli.model.build import build_model
-    from bilstm_cli.model.spec import ModelSpec
-
-    config = resolve_config(ROOT / "configs" / "tutorial-bilstm.yaml")
-    spec = ModelSpec(1, 2)
-    keras.utils.set_random_seed(0)
-    xla = use_xla(config.train.jit_compile, device.kind, 1, 10)
-    engine = TrainingEngine(
-        build_model(config.model, spec, masked=False),
-        spec,
-        jit_compile=xla,
-        steps_per_call=config.train.log_every,
-        device=device.name,
-    )
-    compile_seconds = engine.compile((1, 10, 1))
-    batches = OnlineSource(config.data, 1, seed=0).batches(0, engine_steps)
-    engine.train(batches)  # warm
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        engine.train(batches)
-        times.append((time.perf_counter() - started) / engine_steps)
-    fast = statistics.median(times)
-    assert np.isfinite(fast)
-    return {
-        "tutorial_ms_per_step": naive * 1000,
-        "bilstm_ms_per_step": fast * 1000,
-        "bilstm_compile_seconds": compile_seconds,
-        "ratio": naive / fast,
-        "device": device.description,
-        "xla": xla,
-    }
+def per_step() -> dict:
+    steps = "200" if QUICK else "1000"
+    results = {"tutorial_ms_per_step": step("tutorial-fit", "tensorflow", "--steps", "100" if QUICK else "200")}
+    for backend in BACKENDS:
+        results[f"{backend}_ms_per_step"] = step("engine", backend, "--steps", steps)
+        results[f"{backend}_ratio"] = results["tutorial_ms_per_step"] / results[f"{backend}_ms_per_step"]
+    return results
 
 
 # ---------------------------------------------------------------------------- 2. end to end
@@ -145,60 +96,63 @@ def per_step(naive_steps: int = 200, engine_steps: int = 1000, repeats: int = 5)
 
 def end_to_end(runs: int = 3) -> dict:
     epochs = "100" if QUICK else "1000"
-    tutorial_wall, _, output = run([PYTHON, "benchmarks/tutorial_bilstm.py", epochs])
-    tutorial_accuracy = float(re.search(r"ACCURACY ([0-9.]+)", output).group(1))
-    walls, accuracies = [], []
-    for index in range(runs):
-        out = WORK / f"e2e-{index}"
-        wall, _, _ = run(
-            bilstm(
-                "train",
-                "--config",
-                "configs/tutorial-bilstm.yaml",
-                "--epochs",
-                epochs,
-                "--seed",
-                str(index + 1),
-                "--out",
-                str(out),
-                "--quiet",
-            )
-        )
-        walls.append(wall)
-        accuracies.append(json.loads((out / "metrics.json").read_text())["final"]["val_accuracy"])
-    return {
-        "tutorial_seconds": tutorial_wall,
-        "tutorial_accuracy": tutorial_accuracy,
-        "bilstm_seconds_median": statistics.median(walls),
-        "bilstm_seconds_first": walls[0],
-        "bilstm_seconds": walls,
-        "bilstm_accuracy_mean": statistics.mean(accuracies),
-        "ratio": tutorial_wall / statistics.median(walls),
-    }
-
-
-# ---------------------------------------------------------------------------- 3. comparison
-
-
-def comparison() -> dict:
-    epochs = "25" if QUICK else "250"
-    tutorial_wall, _, _ = run([PYTHON, "benchmarks/tutorial_merge_modes.py", epochs, str(WORK / "tutorial.png")])
-    out = WORK / "compare"
-    wall, _, _ = run(
-        bilstm(
-            "compare", "--config", "configs/tutorial-merge-modes.yaml", "--epochs", epochs, "--out", str(out), "--quiet"
-        )
+    tutorial_wall, _, output = run(
+        [PYTHON, "benchmarks/tutorial_bilstm.py", epochs], env={"KERAS_BACKEND": "tensorflow"}
     )
-    summary = json.loads((out / "summary.json").read_text())
-    return {
-        "tutorial_seconds_1_repeat": tutorial_wall,
-        "bilstm_seconds_10_repeats": wall,
-        "ratio": wall / tutorial_wall,
-        "verdict": summary["verdict"],
+    results = {
+        "tutorial_seconds": tutorial_wall,
+        "tutorial_accuracy": float(re.search(r"ACCURACY ([0-9.]+)", output).group(1)),
     }
+    for backend in BACKENDS:
+        walls, accuracies = [], []
+        for index in range(runs):
+            out = WORK / f"e2e-{backend}-{index}"
+            command = ["train", "--config", "configs/tutorial-bilstm.yaml", "--epochs", epochs]
+            command += ["--seed", str(index + 1), "--backend", backend, "--out", str(out), "--quiet"]
+            walls.append(run(bilstm(*command))[0])
+            accuracies.append(json.loads((out / "metrics.json").read_text())["final"]["val_accuracy"])
+        results[backend] = {
+            "seconds_median": statistics.median(walls),
+            "seconds": walls,
+            "accuracy_mean": statistics.mean(accuracies),
+            "ratio": tutorial_wall / statistics.median(walls),
+        }
+    return results
 
 
-# ---------------------------------------------------------------------------- 4. start-up
+# ---------------------------------------------------------------------------- 3 and 4. comparisons
+
+
+def tutorial_comparison() -> dict:
+    epochs = "25" if QUICK else "250"
+    tutorial_wall, _, _ = run(
+        [PYTHON, "benchmarks/tutorial_merge_modes.py", epochs, str(WORK / "tutorial.png")],
+        env={"KERAS_BACKEND": "tensorflow"},
+    )
+    results = {"tutorial_seconds_1_repeat": tutorial_wall}
+    for backend in BACKENDS:
+        out = WORK / f"compare-{backend}"
+        command = ["compare", "--config", "configs/tutorial-merge-modes.yaml", "--epochs", epochs]
+        wall, _, _ = run(bilstm(*command, "--backend", backend, "--out", str(out), "--quiet"))
+        results[backend] = {"seconds_10_repeats": wall, "ratio": wall / tutorial_wall}
+    return results
+
+
+def card_comparison() -> dict:
+    """The exact command from the project's card, with the built-in defaults."""
+    extra = ["--epochs", "300"] if QUICK else []
+    results = {}
+    for backend in BACKENDS:
+        out = WORK / f"card-{backend}"
+        command = ["compare", "--modes", "sum,mul,ave,concat", *extra, "--backend", backend, "--out", str(out)]
+        wall, _, _ = run(bilstm(*command, "--quiet"))
+        summary = json.loads((out / "summary.json").read_text())
+        results[backend] = {"seconds": wall, "best": summary["best"], "verdict": summary["verdict"]}
+    results["jax_vs_tensorflow"] = results["jax"]["seconds"] / results["tensorflow"]["seconds"]
+    return results
+
+
+# ---------------------------------------------------------------------------- 5. start-up
 
 
 def start_up(repeats: int = 5) -> dict:
@@ -208,103 +162,139 @@ def start_up(repeats: int = 5) -> dict:
     return {"help_seconds": statistics.median(helps), "generate_100k_seconds": statistics.median(generates)}
 
 
-# ---------------------------------------------------------------------------- 5. scaling
+# ---------------------------------------------------------------------------- 6. scaling
 
 
 def scaling() -> dict:
-    rows = {}
-    for timesteps, epochs in ((10, 400), (100, 100), (1000, 20)):
-        out = WORK / f"scale-{timesteps}"
-        _, peak, _ = run(
-            bilstm(
-                "train",
-                "--set",
-                f"data.timesteps={timesteps}",
-                "--set",
-                "data.samples_per_epoch=64",
-                "--batch-size",
-                "64",
-                "--epochs",
-                str(epochs),
-                "--set",
-                "data.validation_size=0",
-                "--seed",
-                "1",
-                "--out",
-                str(out),
-                "--quiet",
-            )
+    results = {}
+    for backend in BACKENDS:
+        rows = {}
+        for timesteps, epochs in ((10, 400), (100, 100), (1000, 20)):
+            out = WORK / f"scale-{backend}-{timesteps}"
+            command = ["train", "--set", f"data.timesteps={timesteps}", "--set", "data.samples_per_epoch=64"]
+            command += ["--batch-size", "64", "--epochs", str(epochs), "--set", "data.validation_size=0"]
+            _, peak, _ = run(bilstm(*command, "--seed", "1", "--backend", backend, "--out", str(out), "--quiet"))
+            timing = json.loads((out / "metrics.json").read_text())["timing"]
+            rows[timesteps] = {"ms_per_step": timing["ms_per_step"], "peak_rss_mib": peak}
+        rows["ratio_1000_vs_100"] = rows[1000]["ms_per_step"] / rows[100]["ms_per_step"]
+        results[backend] = rows
+    return results
+
+
+# ---------------------------------------------------------------------------- 7. realistic step
+
+
+def realistic_step() -> dict:
+    size = ["--batch", "64", "--timesteps", "100", "--features", "8", "--units", "64", "--task", "sequence"]
+    size += ["--steps", "10" if QUICK else "40", "--repeats", "3" if QUICK else "5"]
+    results = {}
+    for backend in BACKENDS:
+        results[f"bilstm_{backend}"] = step("engine", backend, *size)
+        results[f"fit_{backend}"] = step("fit", backend, *size)
+    results["torch_eager"] = step("torch", "tensorflow", *size)
+    return results
+
+
+SECTIONS = {
+    "per_step": per_step,
+    "end_to_end": end_to_end,
+    "tutorial_comparison": tutorial_comparison,
+    "card_comparison": card_comparison,
+    "start_up": start_up,
+    "scaling": scaling,
+    "realistic_step": realistic_step,
+}
+
+
+def table(results: dict):
+    from rich.table import Table
+
+    rows = Table(
+        "benchmark", "reference", "tensorflow", "jax", "target", title="bilstm benchmarks", title_justify="left"
+    )
+
+    def ms(value):
+        return "n/a" if value is None else f"{value:.3g} ms"
+
+    if "per_step" in results:
+        p = results["per_step"]
+        rows.add_row(
+            "1. per step, BiLSTM-20, T=10, batch 1",
+            f"{p['tutorial_ms_per_step']:.1f} ms (model.fit per sequence)",
+            f"{ms(p['tensorflow_ms_per_step'])} ({p['tensorflow_ratio']:.0f}x)",
+            f"{ms(p['jax_ms_per_step'])} ({p['jax_ratio']:.0f}x)",
+            ">= 80x",
         )
-        timing = json.loads((out / "metrics.json").read_text())["timing"]
-        rows[timesteps] = {
-            "ms_per_epoch": timing["ms_per_step"],
-            "compile_seconds": timing["compile_seconds"],
-            "peak_rss_mib": peak,
-        }
-    rows["ms_per_step_ratio_1000_vs_100"] = rows[1000]["ms_per_epoch"] / rows[100]["ms_per_epoch"]
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        rows.add_row(
+            "2. end to end, 1000-epoch BiLSTM example",
+            f"{e['tutorial_seconds']:.1f} s, accuracy {e['tutorial_accuracy']:.3f}",
+            *(
+                f"{e[b]['seconds_median']:.1f} s ({e[b]['ratio']:.1f}x), accuracy {e[b]['accuracy_mean']:.3f}"
+                for b in BACKENDS
+            ),
+            ">= 10x (TF), >= 20x (JAX)",
+        )
+    if "tutorial_comparison" in results:
+        c = results["tutorial_comparison"]
+        rows.add_row(
+            "3. tutorial merge modes, 250 epochs",
+            f"{c['tutorial_seconds_1_repeat']:.1f} s, 1 repeat",
+            *(f"{c[b]['seconds_10_repeats']:.1f} s, 10 repeats ({c[b]['ratio']:.2f})" for b in BACKENDS),
+            "<= 0.5 of the time",
+        )
+    if "card_comparison" in results:
+        k = results["card_comparison"]
+        rows.add_row(
+            "4. compare --modes sum,mul,ave,concat",
+            "",
+            f"{k['tensorflow']['seconds']:.1f} s",
+            f"{k['jax']['seconds']:.1f} s ({k['jax_vs_tensorflow']:.2f} of TF)",
+            "JAX <= 0.5 of TF",
+        )
+    if "start_up" in results:
+        s = results["start_up"]
+        rows.add_row(
+            "5. bilstm --help / generate 100k", "", f"{s['help_seconds']:.2f} s / {s['generate_100k_seconds']:.2f} s"
+        )
+    if "scaling" in results:
+        k = results["scaling"]
+        for timesteps in (10, 100, 1000):
+            cells = [
+                f"{k[b][timesteps]['ms_per_step']:.2f} ms, {k[b][timesteps]['peak_rss_mib']:.0f} MiB" for b in BACKENDS
+            ]
+            rows.add_row(f"6. train batch 64, T={timesteps}", "", *cells, "linear in T")
+        rows.add_row("6. T=1000 vs T=100", "", *(f"{k[b]['ratio_1000_vs_100']:.1f}x" for b in BACKENDS), "~10x")
+    if "realistic_step" in results:
+        r = results["realistic_step"]
+        rows.add_row(
+            "7. realistic step: bilstm",
+            f"PyTorch eager {ms(r['torch_eager'])}",
+            ms(r["bilstm_tensorflow"]),
+            ms(r["bilstm_jax"]),
+            "<= fastest reference",
+        )
+        rows.add_row("7. realistic step: plain model.fit", "", ms(r["fit_tensorflow"]), ms(r["fit_jax"]))
     return rows
 
 
 def main() -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
     started = time.perf_counter()
     results = {"machine": machine(), "quick": QUICK}
     console.print(f"machine: {results['machine']}")
-    for name, function in (
-        ("per_step", per_step),
-        ("end_to_end", end_to_end),
-        ("comparison", comparison),
-        ("start_up", start_up),
-        ("scaling", scaling),
-    ):
+    for name, function in SECTIONS.items():
+        if ONLY and name not in ONLY:
+            continue
         console.print(f"running {name} ...")
         results[name] = function()
     results["total_seconds"] = time.perf_counter() - started
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(WORK, ignore_errors=True)
-
-    p, e, c, s, k = (results[n] for n in ("per_step", "end_to_end", "comparison", "start_up", "scaling"))
-    table = Table(
-        "benchmark", "tutorial's way", "bilstm", "ratio", "target", title="bilstm benchmarks", title_justify="left"
-    )
-    table.add_row(
-        "1. per training step (BiLSTM-20, T=10, batch 1)",
-        f"{p['tutorial_ms_per_step']:.1f} ms",
-        f"{p['bilstm_ms_per_step']:.3f} ms (+ compile {p['bilstm_compile_seconds']:.1f} s once)",
-        f"{p['ratio']:.0f}x faster",
-        ">= 80x",
-    )
-    table.add_row(
-        "2. end to end, 1000-epoch BiLSTM example",
-        f"{e['tutorial_seconds']:.1f} s, accuracy {e['tutorial_accuracy']:.3f}",
-        f"{e['bilstm_seconds_median']:.1f} s median (first {e['bilstm_seconds_first']:.1f} s), "
-        f"accuracy {e['bilstm_accuracy_mean']:.3f}",
-        f"{e['ratio']:.1f}x faster",
-        ">= 10x",
-    )
-    table.add_row(
-        "3. merge-mode comparison",
-        f"{c['tutorial_seconds_1_repeat']:.1f} s (1 repeat)",
-        f"{c['bilstm_seconds_10_repeats']:.1f} s (10 repeats)",
-        f"{c['ratio']:.2f} of the time",
-        "<= 0.5",
-    )
-    table.add_row("4. start-up: bilstm --help", "", f"{s['help_seconds']:.2f} s", "", "< 0.5 s")
-    table.add_row("4. start-up: generate 100k sequences", "", f"{s['generate_100k_seconds']:.2f} s", "", "< 1.5 s")
-    for timesteps in (10, 100, 1000):
-        row = k[timesteps]
-        table.add_row(
-            f"5. train, batch 64, T={timesteps}",
-            "",
-            f"{row['ms_per_epoch']:.2f} ms/step, peak {row['peak_rss_mib']:.0f} MiB",
-            "",
-            "linear in T",
-        )
-    table.add_row("5. T=1000 vs T=100 step time", "", "", f"{k['ms_per_step_ratio_1000_vs_100']:.1f}x", "~10x")
-    console.print(table)
+    console.print(table(results))
     console.print(f"total {results['total_seconds'] / 60:.1f} min; results in benchmarks/results.json")
 
 
