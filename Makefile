@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test run lint bench gpu-wheels clean
+.PHONY: install test run lint bench bench-datasets gpu-wheels clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# bilstm with no flags vs a plain Keras BiLSTM on small UEA/UCR datasets (fetched from the aeon
+# wheel on PyPI into benchmarks/.data/); the evidence behind the dataset recipe.
+bench-datasets: install
+	$(BIN)/python benchmarks/datasets.py
 
 # Wheels for benchmarks/gpu.sh on a GPU machine without network (Python $(GPU_PYTHON), x86_64):
 # bilstm plus the dependencies such a machine lacks, at the versions installed here.

@@ -23,6 +23,8 @@ from .options import (
     backend_option,
     config_options,
     device_option,
+    file_path,
+    folder_path,
     input_format_option,
     json_option,
     model_options,
@@ -126,7 +128,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 @task_option
 @click.option("--seed", type=int, help="Seed (same seed, byte-identical output).")
 @write_format_option
-@click.option("-o", "--output", default="-", show_default=True, help="Output file, '-' for stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=file_path(stdin_or_stdout=True),
+    default="-",
+    show_default=True,
+    help="Output file, '-' for stdout.",
+)
 @quiet_option
 def generate(config_file, assignments, samples, timesteps, threshold, task, seed, fmt, output, quiet):
     """Generate the tutorial's cumulative-sum sequence task."""
@@ -156,14 +165,17 @@ def config() -> None:
 @config_options
 @model_options
 @train_options
-def config_show(config_file, assignments, **flags):
+@click.option("--data", "data_path", help="A training file: shows the recipe's defaults for dataset files.")
+@click.option("--val-data", "val_path", help="A validation file.")
+def config_show(config_file, assignments, data_path, val_path, **flags):
     """Print the resolved config as YAML (valid input for --config)."""
-    resolved = resolve(config_file, assignments, shared_flags(flags))
+    paths = {"data.train_path": data_path, "data.val_path": val_path}
+    resolved = resolve(config_file, assignments, {**shared_flags(flags), **paths})
     click.echo(resolved.to_yaml(), nl=False)
 
 
 @config.command("validate")
-@click.argument("file", type=click.Path(dir_okay=True))
+@click.argument("file", type=file_path())
 @quiet_option
 def config_validate(file, quiet):
     """Check a config file; exit 0 if valid, 2 with the problems if not."""
@@ -179,21 +191,42 @@ def config_validate(file, quiet):
 @config_options
 @model_options
 @train_options
-@click.option("--data", "data_path", help="Train on this dataset file ('-' for stdin) instead of generated data.")
-@click.option("--val-data", "val_path", help="Validation dataset file.")
+@click.option(
+    "--data",
+    "data_path",
+    type=file_path(stdin_or_stdout=True),
+    help="Train on this dataset file ('-' for stdin) instead of generated data.",
+)
+@click.option("--val-data", "val_path", type=file_path(), help="Validation dataset file.")
 @click.option("--log-every", type=int, help="Epochs per logged row (default: about 20 rows).")
-@click.option("--out", help="Run directory (default: runs/<timestamp>-<model>).")
+@click.option("--out", type=folder_path(), help="Run directory (default: runs/<timestamp>-<model>).")
 @click.option("--name", help="Run directory name under output.root.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
-@click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory.")
+@click.option("--resume", type=folder_path(), help="Continue an interrupted run directory.")
+@click.option("--no-tensorboard", is_flag=True, help="Write no TensorBoard event files (output.tensorboard: false).")
 @json_option
 @quiet_option
-def train(config_file, assignments, data_path, val_path, log_every, out, name, force, resume, as_json, quiet, **flags):
+def train(
+    config_file,
+    assignments,
+    data_path,
+    val_path,
+    log_every,
+    out,
+    name,
+    force,
+    resume,
+    no_tensorboard,
+    as_json,
+    quiet,
+    **flags,
+):
     """Train an LSTM or BiLSTM and save a run directory."""
     from .report.console import emit_json, stderr_console
     from .report.training import EpochReporter
     from .runs.directory import load_saved_config
 
+    tensorboard = False if no_tensorboard else None
     if resume:
         refuse_with_resume(
             "--resume continues with the run's saved config",
@@ -201,14 +234,20 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
                 **{option_name(k): flags.get(k) for k in EXPERIMENT_FLAGS},
                 "--config": config_file,
                 "--set": assignments,
-                "--data": data_path,
                 "--val-data": val_path,
                 "--log-every": log_every,
                 "--out": out,
                 "--name": name,
             },
         )
-        config = load_saved_config(resume, {"train.device": flags.get("device")})
+        config = load_saved_config(resume, {"train.device": flags.get("device"), "output.tensorboard": tensorboard})
+        # a run trained on stdin data needs that data again (its config records a fingerprint, not a path)
+        from_stdin = config.data.stdin is not None
+        refuse_with_resume(
+            "--resume continues with the run's saved config", {"--data": None if from_stdin else data_path}
+        )
+        if from_stdin:
+            config.data.train_path = data_path
     else:
         config = resolve(
             config_file,
@@ -220,6 +259,7 @@ def train(config_file, assignments, data_path, val_path, log_every, out, name, f
                 "train.log_every": log_every,
                 "output.name": name,
                 "output.overwrite": True if force else None,
+                "output.tensorboard": tensorboard,
             },
         )
     console = stderr_console()
@@ -245,8 +285,13 @@ def _fmt(value) -> str:
 
 
 @main.command()
-@click.argument("target", metavar="RUN_DIR|MODEL.keras")
-@click.option("--data", "data_path", help="Labelled dataset file ('-' for stdin); default: fresh sequences.")
+@click.argument("target", metavar="RUN_DIR|MODEL.keras", type=file_path())
+@click.option(
+    "--data",
+    "data_path",
+    type=file_path(stdin_or_stdout=True),
+    help="Labelled dataset file ('-' for stdin); default: fresh sequences.",
+)
 @click.option("--samples", type=int, default=1000, show_default=True, help="Fresh sequences to draw without --data.")
 @click.option("--seed", type=int, help="Seed for the fresh sequences (drawn and shown if absent).")
 @click.option("--show", type=int, default=3, show_default=True, help="Expected/Predicted listing for K sequences.")
@@ -268,8 +313,8 @@ def evaluate(target, data_path, samples, seed, show, input_format, backend, devi
 
 
 @main.command()
-@click.argument("target", metavar="RUN_DIR|MODEL.keras")
-@click.argument("input_path", metavar="INPUT|-")
+@click.argument("target", metavar="RUN_DIR|MODEL.keras", type=file_path())
+@click.argument("input_path", metavar="INPUT|-", type=file_path(stdin_or_stdout=True))
 @predict_format_option
 @input_format_option
 @backend_option
@@ -287,84 +332,151 @@ def predict(target, input_path, output_format, input_format, backend, device):
 
 @main.command()
 @config_options
-@click.option(
-    "--variants",
-    help=f"Comma-separated, from: {', '.join(MODEL_VARIANTS)}.",
-)
+@click.option("--variants", help=f"Comma-separated, from: {', '.join(MODEL_VARIANTS)}.")
 @click.option("--modes", help="Shorthand for BiLSTM variants, e.g. sum,mul,ave,concat.")
-@click.option("--repeats", type=int, help="Paired repeats (seeds) per variant.")
+@click.option(
+    "--vary",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="A grid axis, e.g. --vary model.units=20,64 (repeatable: every combination is a variant).",
+)
+@click.option(
+    "--data",
+    "data_paths",
+    multiple=True,
+    help="Compare on this dataset file (repeatable: one dataset each); default: the data section.",
+)
+@click.option("--repeats", type=int, help="Paired repeats (seeds) per variant and dataset.")
 @click.option("--epochs", type=int, help="Training epochs per run.")
+@click.option("--metric", type=click.Choice(["loss", "accuracy"]), help="Final score that ranks variants.")
 @click.option("--workers", type=int, help="Worker processes.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    help='Where runs train: local processes (default) or a Ray cluster (pip install "bilstm[ray]").',
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    help="Ray cluster to join: auto (the one on this machine) or HOST:PORT; default (or local): a private instance.",
+)
+@click.option("--cpus-per-run", type=float, help="Ray: CPUs each job reserves (fractions allowed; default 1).")
+@click.option("--gpus-per-run", type=float, help="Ray: GPUs each job reserves (fractions allowed; default 0).")
 @click.option("--seed", type=int, help="Base seed: repeat r uses seed + r.")
 @backend_option
 @device_option
-@click.option("--out", help="Output directory (default: runs/<timestamp>-compare).")
+@click.option("--out", type=folder_path(), help="Output directory (default: runs/<timestamp>-compare).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-@click.option("--resume", type=click.Path(file_okay=False), help="Finish an interrupted comparison.")
+@click.option("--resume", type=folder_path(), help="Finish an interrupted comparison.")
 @json_option
 @quiet_option
-def compare(
-    config_file,
-    assignments,
-    variants,
-    modes,
-    repeats,
-    epochs,
-    workers,
-    seed,
-    backend,
-    device,
-    out,
-    force,
-    resume,
-    as_json,
-    quiet,
-):
-    """Train several variants over paired seeds and say, with statistics, which is better."""
-    from .config.variants import parse_variants, split_list
+def compare(config_file, assignments, resume, as_json, quiet, **options):
+    """Train variants x datasets over paired seeds and say, with statistics, which is better."""
+    from .compare.plan import comparison_datasets
+    from .config.variants import comparison_variants, split_list
     from .report.comparison import CompareReporter, print_compare_summary
     from .report.console import emit_json, stderr_console, stdout_console
     from .report.training import EpochReporter
     from .runs.directory import load_saved_config
 
+    ray_options = ("address", "cpus_per_run", "gpus_per_run")
+    run_time = {
+        "compare.workers": options["workers"],
+        "train.device": options["device"],
+        "compare.executor": options["executor"],
+        **{f"compare.{name}": options[name] for name in ray_options},
+    }
     if resume:
+        changing = ("variants", "modes", "vary", "data_paths", "repeats", "epochs", "metric", "seed", "backend", "out")
         refuse_with_resume(
             "--resume finishes the saved comparison",
-            {
-                "--config": config_file,
-                "--set": assignments,
-                "--variants": variants,
-                "--modes": modes,
-                "--repeats": repeats,
-                "--epochs": epochs,
-                "--seed": seed,
-                "--backend": backend,
-                "--out": out,
-            },
+            {"--config": config_file, "--set": assignments, **{_flag(k): options[k] for k in changing}},
         )
-        config = load_saved_config(resume, {"compare.workers": workers, "train.device": device})
+        config = load_saved_config(resume, run_time)
     else:
-        config = resolve(
-            config_file,
-            assignments,
-            {
-                "compare.repeats": repeats,
-                "train.epochs": epochs,
-                "compare.workers": workers,
-                "train.seed": seed,
-                "train.backend": backend,
-                "train.device": device,
-                "output.overwrite": True if force else None,
-            },
-        )
-    chosen = parse_variants(split_list(variants), split_list(modes), config.compare.variants)
+        flags = {
+            "compare.repeats": options["repeats"],
+            "compare.metric": options["metric"],
+            "train.epochs": options["epochs"],
+            "train.seed": options["seed"],
+            "train.backend": options["backend"],
+            "output.overwrite": True if options["force"] else None,
+        }
+        config = resolve(config_file, assignments, {**flags, **run_time})
+    ray_only = [option_name(name) for name in ray_options if options[name] is not None]
+    if ray_only and config.compare.executor != "ray":
+        from .errors import UsageError
+
+        raise UsageError(f"{', '.join(ray_only)}: only for --executor ray", "add --executor ray")
+    if config.compare.executor == "ray":
+        from .compare.ray_executor import preflight
+
+        preflight(config.compare.address)  # Ray installed, --address reachable: before the backend loads
+    variants = comparison_variants(
+        config, split_list(options["variants"]), split_list(options["modes"]), options["vary"]
+    )
+    datasets = comparison_datasets(config, options["data_paths"])
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
     run_compare = command_with_backend("compare", config.train.backend)
-    result = run_compare(config, chosen, reporter, out=out, resume=resume)
+    result = run_compare(config, variants, reporter, datasets, out=options["out"], resume=resume)
     if as_json:
         emit_json({**result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})
     else:
         print_compare_summary(result.summary, stdout_console(), result.wall_seconds)
         if not quiet:
-            console.print(f"saved {result.out}/ (summary.csv, summary.json, curves.csv, compare.png, config.yaml)")
+            console.print(f"saved {result.out}/ ({', '.join(result.files)}, config.yaml, configs/, results/)")
+
+
+def _flag(name: str) -> str:
+    return {"data_paths": "--data"}.get(name, option_name(name))
+
+
+# ---------------------------------------------------------------------------- export
+
+
+@main.command()
+@click.argument("target", metavar="RUN_DIR|MODEL.keras", type=file_path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["savedmodel", "onnx"]),
+    help="Default: onnx for a .onnx output name, else savedmodel.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=file_path(),
+    help="SavedModel directory or .onnx file to write (its description goes to DIR/bilstm.json or FILE.json).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing export.")
+@json_option
+@quiet_option
+def export(target, fmt, output, force, as_json, quiet):
+    """Export a trained model for serving: TensorFlow SavedModel or ONNX.
+
+    Runs on TensorFlow whichever backend trained the model, and checks the export against the
+    model on random variable-length input before writing it.
+    """
+    from .commands.export import run_export
+    from .report.console import emit_json
+
+    result = run_export(target, output, fmt, force)
+    if as_json:
+        emit_json(
+            {
+                "path": str(result.path),
+                "format": result.fmt,
+                "metadata": str(result.metadata_path),
+                "max_difference": result.max_difference,
+                "seconds": result.seconds,
+            }
+        )
+    elif not quiet:
+        click.echo(
+            f"exported {target} as {result.fmt} to {result.path} ({result.seconds:.1f}s; largest difference "
+            f"from the model {result.max_difference:.1g} on random variable-length input)\n"
+            f"description for serving: {result.metadata_path}",
+            err=True,
+        )

@@ -1,13 +1,82 @@
-"""Reusable Click options. Choices come from the config schema, so each list has one home."""
+"""Reusable Click options. Choices come from the config schema, so each list has one home.
+
+Shell completion (``_BILSTM_COMPLETE=bash_source bilstm``, see the README): choices complete
+by themselves; file and folder arguments use :func:`file_path` / :func:`folder_path`, and
+``--device`` and comma lists such as ``--variants`` have callbacks here. The callbacks run on
+every <Tab>: they import nothing heavy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import glob
+from collections.abc import Callable, Sequence
 
 import click
+from click.shell_completion import CompletionItem
 
-from .config.vocabulary import BACKENDS, DIRECTIONS, KINDS, MERGE_MODES, TASKS
+from .config.vocabulary import BACKENDS, DIRECTIONS, KINDS, MERGE_MODES, MODEL_VARIANTS, TASKS
 from .data.formats import FORMATS, PREDICTION_FORMATS, WRITABLE_FORMATS
+
+# ---------------------------------------------------------------------------- paths and completion
+
+
+def file_path(stdin_or_stdout: bool = False) -> click.Path:
+    """A file argument: completes as a file (or ``-`` for stdin/stdout where allowed).
+
+    Click checks nothing (no ``exists``, no readability): the commands' own errors name the
+    file, say what is wrong and exit 2, and a run directory or a .keras file are both fine
+    where a model is asked for. The value stays a ``str``.
+    """
+    return click.Path(dir_okay=True, readable=False, allow_dash=stdin_or_stdout)
+
+
+class _FolderPath(click.Path):
+    """A path that completes as a directory and, like :func:`file_path`, checks nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(readable=False)
+        self.name = "directory"  # --help shows DIRECTORY
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(incomplete, type="dir")]
+
+
+def folder_path() -> click.Path:
+    """A folder argument (run or output directory): completes as a directory; a ``str``.
+
+    Not ``click.Path(file_okay=False)``: that would answer an existing file with Click's own
+    message, where the commands say what the folder is for and what to do.
+    """
+    return _FolderPath()
+
+
+def complete_device(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """``auto``, ``cpu``, ``gpu`` and ``gpu:N`` for each NVIDIA GPU the system lists (at least
+    ``gpu:0``); counted from ``/dev/nvidiaN``, since asking the backend would take seconds."""
+    gpus = max(1, len(glob.glob("/dev/nvidia[0-9]*")))
+    values = ["auto", "cpu", "gpu", *(f"gpu:{index}" for index in range(gpus))]
+    return [CompletionItem(value) for value in values if value.startswith(incomplete)]
+
+
+def complete_comma_list(choices: Sequence[str]) -> Callable:
+    """A completion callback for a comma-separated list of ``choices``: completes the part
+    after the last comma, keeps what comes before it, and skips choices already listed."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        done, _, current = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        chosen = set(done.split(",")) if done else set()
+        return [
+            CompletionItem(prefix + choice) for choice in choices if choice.startswith(current) and choice not in chosen
+        ]
+
+    return complete
+
+
+complete_variants = complete_comma_list(MODEL_VARIANTS)
+complete_modes = complete_comma_list(MERGE_MODES)
+
+# ---------------------------------------------------------------------------- options
 
 
 def _stack(*decorators: Callable) -> Callable:
@@ -22,7 +91,7 @@ def _stack(*decorators: Callable) -> Callable:
 
 
 config_options = _stack(
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file (see configs/)."),
+    click.option("--config", "config_file", type=file_path(), help="YAML config file (see configs/)."),
     click.option(
         "--set",
         "assignments",
@@ -32,7 +101,7 @@ config_options = _stack(
     ),
 )
 
-device_option = click.option("--device", help="auto, cpu, gpu or gpu:N.")
+device_option = click.option("--device", shell_complete=complete_device, help="auto, cpu, gpu or gpu:N.")
 backend_option = click.option(
     "--backend",
     type=click.Choice(BACKENDS),
@@ -60,6 +129,11 @@ train_options = _stack(
     click.option("--seed", type=int, help="Random seed (drawn and recorded if absent)."),
     backend_option,
     device_option,
+    click.option(
+        "--devices",
+        type=int,
+        help="Train on the first N devices of --device's kind, each batch split evenly across them.",
+    ),
 )
 
 task_option = click.option("--task", type=click.Choice(TASKS), help="Labels per step or per sequence.")

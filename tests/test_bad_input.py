@@ -98,7 +98,7 @@ CASES = [
     ("non-UTF-8 csv", ["train", "--data", "{d}/latin1.csv", *TINY, "--out", "{o}"], 1, ["UTF-8"], "{o}"),
     (
         "per-sequence labels for per-step model",
-        ["train", "--data", "{d}/per-sequence.jsonl", *TINY, "--out", "{o}"],
+        ["train", "--data", "{d}/per-sequence.jsonl", "--set", "data.task=per-step", *TINY, "--out", "{o}"],
         1,
         ["one per sequence", "data.task"],
         "{o}",
@@ -189,6 +189,25 @@ CASES = [
     ("missing predict input", ["predict", "{run}", "{d}/nope.jsonl"], 2, ["not found"], None),
     ("evaluate zero samples", ["evaluate", "{run}", "--samples", "0"], 2, ["--samples"], None),
     ("compare resume without a comparison", ["compare", "--resume", "{d}/no-compare"], 2, ["config.yaml"], None),
+    ("export without a run", ["export", "{d}/no-run", "-o", "{o}.onnx"], 2, ["no run directory"], "{o}.onnx"),
+    ("export a file that is not a model", ["export", "{d}/fake.keras", "-o", "{o}"], 1, ["not a loadable"], "{o}"),
+    ("export without -o", ["export", "{run}"], 2, ["missing option", "-o"], None),
+    ("export unknown format", ["export", "{run}", "--format", "tflite", "-o", "{o}"], 2, ["tflite"], "{o}"),
+    (
+        "export over an existing file",
+        ["export", "{run}", "--format", "onnx", "-o", "{d}/empty.csv"],
+        2,
+        ["empty.csv already exists", "--force"],
+        None,
+    ),
+    ("export onnx into a folder", ["export", "{run}", "--format", "onnx", "-o", "{d}"], 2, ["is a directory"], None),
+    (
+        "export replacing a folder it did not write",
+        ["export", "{run}", "-o", "{d}/no-compare", "--force"],
+        2,
+        ["has no bilstm.json", "refusing"],
+        None,
+    ),
 ]
 
 

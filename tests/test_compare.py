@@ -53,7 +53,9 @@ def test_output_files(comparison):
         "results",
     }
     curves = pd.read_csv(out / "curves.csv")
-    assert list(curves.columns) == ["variant", "repeat", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    columns = ["dataset", "variant", "repeat", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert list(curves.columns) == columns
+    assert set(curves["dataset"]) == {"generated"}
     assert len(curves) == 2 * 6 * 20
     assert curves.groupby(["variant", "repeat"]).size().eq(20).all()
     assert curves["val_loss"].notna().sum() == 2 * 6 * 4  # logged every 5 of 20 epochs
@@ -67,24 +69,26 @@ def test_summary_agrees_with_the_curves(comparison):
     out, summary, _ = comparison
     curves = pd.read_csv(out / "curves.csv")
     final = curves[curves.epoch == 20].pivot(index="repeat", columns="variant", values="val_loss")
-    rows = {row["variant"]: row for row in summary["variants"]}
+    (dataset,) = summary["datasets"]
+    assert dataset["split"] == "validation" and summary["across_datasets"] is None
+    rows = {row["variant"]: row for row in dataset["variants"]}
     for variant in ("lstm-forward", "bilstm-sum"):
         values = final[variant].to_numpy()
-        assert rows[variant]["val_loss"] == pytest.approx(values.mean(), rel=1e-5)
+        assert rows[variant]["loss"] == pytest.approx(values.mean(), rel=1e-5)
         half = scipy_stats.t.ppf(0.975, 5) * values.std(ddof=1) / np.sqrt(6)
-        assert rows[variant]["val_loss_ci"] == pytest.approx([values.mean() - half, values.mean() + half], rel=1e-4)
+        assert rows[variant]["loss_ci"] == pytest.approx([values.mean() - half, values.mean() + half], rel=1e-4)
     best = summary["best"]
     other = next(v for v in rows if v != best)
-    assert rows[best]["rank"] == 1 and rows[best]["val_loss"] <= rows[other]["val_loss"]
+    assert rows[best]["rank"] == 1 and rows[best]["loss"] <= rows[other]["loss"]
     expected_p = scipy_stats.wilcoxon(final[other], final[best]).pvalue  # one comparison: Holm changes nothing
     assert rows[other]["p_value"] == pytest.approx(expected_p, rel=1e-3)
     assert rows[other]["p_holm"] == pytest.approx(expected_p, rel=1e-3)
-    assert summary["underpowered"] is False and summary["verdict"].startswith(best)
+    assert dataset["underpowered"] is False and summary["verdict"].startswith(best)
 
 
 def test_repeats_are_paired_across_variants(comparison):
     out, _, _ = comparison
-    records = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((out / "results").rglob("*.json"))]
     by_repeat = {}
     for record in records:
         by_repeat.setdefault(record["repeat"], set()).add((record["seed"], record["data_fingerprint"]))
@@ -98,14 +102,16 @@ def test_table_for_people(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "bilstm-sum" in result.stdout and "bilstm-ave" in result.stdout
     assert "underpowered" in result.stdout and "verdict:" in result.stdout
-    assert "repeat  1" in result.stderr  # one progress line per finished run
+    assert "bilstm-ave repeat 1" in result.stderr  # one progress line per finished run
+    assert "= 4 runs in 2 job(s)" in result.stderr  # the plan comes first
 
 
 def test_single_repeat_has_no_interval_and_says_so(cli, tmp_path):
     result = cli("compare", "--modes", "sum,concat", "--repeats", "1", *TINY, "--out", tmp_path / "c", "--json")
     summary = json.loads(result.stdout)
-    assert all(row["val_loss_ci"] == [None, None] for row in summary["variants"])
-    assert all(row["p_value"] is None for row in summary["variants"])
+    rows = summary["datasets"][0]["variants"]
+    assert all(row["loss_ci"] == [None, None] for row in rows)
+    assert all(row["p_value"] is None for row in rows)
     assert "single run" in summary["verdict"] and "no confidence interval" in summary["verdict"]
 
 
@@ -128,4 +134,5 @@ def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
     common = ["compare", "--modes", "sum,concat", "--repeats", "2", *TINY, "--json"]
     one = json.loads(cli(*common, "--out", tmp_path / "one").stdout)
     two = json.loads(cli(*common, "--workers", "2", "--out", tmp_path / "two").stdout)
-    assert [r["val_loss"] for r in one["variants"]] == pytest.approx([r["val_loss"] for r in two["variants"]], abs=1e-6)
+    losses = [[r["loss"] for r in summary["datasets"][0]["variants"]] for summary in (one, two)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)

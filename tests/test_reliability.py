@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
-from bilstm_cli.runs.checkpoint import load_checkpoint
 
+from bilstm_cli.errors import UsageError
 from bilstm_cli.runs import atomic
+from bilstm_cli.runs.checkpoint import load_checkpoint
+from bilstm_cli.runs.directory import MARKER, prepare_run_directory
 
 from .conftest import assert_clean_error, run_bilstm, tiny_flags
+from .tensorboard_events import assert_events_match_history
 
 LONG = tiny_flags(
     epochs=1500,
@@ -160,14 +165,15 @@ def test_compare_resume_runs_only_what_is_missing(cli, tmp_path):
     ]
     first = cli(*args, "--json")
     assert first.exit_code == 0, first.stderr
-    (tmp_path / "c" / "results" / "bilstm-ave__repeat-001.json").unlink()
+    (tmp_path / "c" / "results" / "generated" / "bilstm-ave__repeat-001.json").unlink()
     (tmp_path / "c" / "summary.json").unlink()
     resumed = cli("compare", "--resume", tmp_path / "c", "--json")
     assert resumed.exit_code == 0, resumed.stderr
-    assert "5 of 6 runs already done" in resumed.stderr
+    assert "= 6 runs" in resumed.stderr and "5 already done" in resumed.stderr
     assert resumed.stderr.count("repeat ") == 1  # only the missing run was trained
     before, after = json.loads(first.stdout), json.loads(resumed.stdout)
-    assert [r["val_loss"] for r in before["variants"]] == [r["val_loss"] for r in after["variants"]]
+    rows = [[r["loss"] for r in summary["datasets"][0]["variants"]] for summary in (before, after)]
+    assert rows[0] == rows[1]
     assert (tmp_path / "c" / "summary.json").exists()
 
 
@@ -179,3 +185,112 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"previous, complete checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+
+
+# min_delta larger than any loss: the first logged epoch (10) stays the best one for good, so
+# the run stops at epoch 10 + patience, long after the interruption (which comes after the first
+# row). A resumed run that lost the state would count its patience from its own first row and
+# stop later, or (without the best weights) end with the wrong weights.
+EARLY = [*LONG, "--set", "train.early_stopping={enabled: true, patience: 1000, min_delta: 1.0e9}"]
+
+
+def test_resumed_early_stopping_run_equals_an_uninterrupted_one(tmp_path):
+    reference = run_bilstm("train", *EARLY, "--out", tmp_path / "reference", "--quiet")
+    assert reference.returncode == 0, reference.stderr.decode()
+    metrics = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    assert (metrics["stopped"], metrics["best_epoch"], metrics["epochs_run"]) == ("early-stopping", 10, 1010)
+
+    code, stderr = interrupt_after_first_row(start("train", *EARLY, "--out", tmp_path / "run"))
+    assert code == 130, stderr
+    _, meta = load_checkpoint(tmp_path / "run")
+    assert 10 <= meta["epoch"] < 1010
+    assert meta["early_stopping"] == {"best_loss": pytest.approx(meta["history"]["val_loss"][9]), "best_epoch": 10}
+
+    resumed = run_bilstm("train", "--resume", tmp_path / "run", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 1010
+    assert history_rows(tmp_path / "run") == history_rows(tmp_path / "reference")
+    with np.load(tmp_path / "run" / "checkpoint.npz") as a, np.load(tmp_path / "reference" / "checkpoint.npz") as b:
+        keys = [k for k in a.files if k.startswith("v")]
+        assert keys and all(np.array_equal(a[k], b[k]) for k in keys)  # the best (epoch 10) weights
+    # the event files of both processes show every epoch once, as history.csv has it
+    assert_events_match_history(tmp_path / "run", learning_rate=0.003)
+
+
+def test_one_of_many_claims_on_a_run_directory_wins(tmp_path):
+    """Processes given the same --out at the same moment: the claim is one exclusive create,
+    so exactly one gets the directory in every round (a check-then-create lets several in)."""
+    threads = 8
+    for round_number in range(40):
+        path = tmp_path / f"round-{round_number}" / "run"
+        barrier = threading.Barrier(threads)
+        outcomes: list[str] = []
+
+        def claim(path=path, barrier=barrier, outcomes=outcomes) -> None:
+            barrier.wait()
+            try:
+                prepare_run_directory(path, overwrite=False)
+                outcomes.append("won")
+            except UsageError as exc:
+                outcomes.append(str(exc))
+
+        workers = [threading.Thread(target=claim) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert outcomes.count("won") == 1, outcomes
+        assert all("already exists" in outcome for outcome in outcomes if outcome != "won"), outcomes
+        assert [p.name for p in path.iterdir()] == [MARKER]
+
+
+def test_two_train_processes_on_one_directory(tmp_path, tiny):
+    """Two real processes started together with the same --out: one trains, one exits 2."""
+    args = ["train", *tiny(epochs=4, log_every=2), "--out", tmp_path / "run", "--quiet"]
+    processes = [start(*args) for _ in range(2)]
+    results = [(process.wait(timeout=300), process.stderr.read().decode()) for process in processes]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(stderr for code, stderr in results if code == 2)
+    assert "already exists" in loser and "Traceback" not in loser
+    assert (tmp_path / "run" / "model.keras").exists()
+
+
+def test_force_replaces_only_a_bilstm_directory(tmp_path):
+    run = prepare_run_directory(tmp_path / "run", overwrite=False)
+    (run / "model.keras").write_bytes(b"previous run")
+    with pytest.raises(UsageError, match="already exists"):
+        prepare_run_directory(run, overwrite=False)
+    prepare_run_directory(run, overwrite=True)
+    assert [p.name for p in run.iterdir()] == [MARKER]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the previous run, set aside, is gone
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a run")
+    with pytest.raises(UsageError, match="not made by bilstm"):
+        prepare_run_directory(tmp_path / "mine", overwrite=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # untouched, no marker left
+
+
+def test_atomic_write_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path, monkeypatch):
+    """The call sequence is the thing under test (a power cut cannot be): data flushed before
+    the rename, the folder's entry after it."""
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        info = os.fstat(descriptor)
+        calls.append(("fsync", "folder" if stat.S_ISDIR(info.st_mode) else "file", info.st_ino))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        calls.append(("replace", os.path.basename(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic.write_text(tmp_path / "config.yaml", "train: {epochs: 5}\n")
+    written = (tmp_path / "config.yaml").stat().st_ino
+    assert calls == [
+        ("fsync", "file", written),
+        ("replace", "config.yaml"),
+        ("fsync", "folder", tmp_path.stat().st_ino),
+    ]

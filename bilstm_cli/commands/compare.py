@@ -1,7 +1,7 @@
-"""``bilstm compare``: train variants x paired repeats, then summarise with statistics.
+"""``bilstm compare``: train (dataset x variant x paired repeat) runs, then summarise with statistics.
 
-Finished (variant, repeat) results are written by this process as they arrive, so an
-interrupted comparison keeps them and ``--resume`` only runs what is missing.
+Finished runs are written by this process (the driver) as they arrive, so an interrupted
+comparison keeps them and ``--resume`` only runs what is missing.
 """
 
 from __future__ import annotations
@@ -14,14 +14,24 @@ from typing import Any
 from .. import backend
 from ..compare.execute import LocalExecutor
 from ..compare.outputs import write_outputs
-from ..compare.plan import RESULTS, missing_runs, plan_jobs, result_path
+from ..compare.plan import (
+    CONFIGS,
+    RESULTS,
+    check_file_names,
+    dataset_config,
+    missing_runs,
+    plan_jobs,
+    result_path,
+    run_config,
+    slug,
+)
 from ..compare.summary import load_results, summarize
-from ..config.schema import Config
-from ..config.variants import Variant
-from ..data.prepare import prepare_training_data
+from ..config.schema import Config, DatasetSpec
+from ..config.variants import Variant, recorded_variants
+from ..data.prepare import prepare_training_data, read_files
 from ..engine.session import recordable
-from ..errors import Interrupted, UsageError
-from ..runs import directory
+from ..errors import Interrupted
+from ..runs import atomic, directory
 from ..runs.files import write_json
 from ..signals import StopRequest
 
@@ -31,70 +41,124 @@ class CompareResult:
     out: Path
     summary: dict[str, Any]
     wall_seconds: float
+    files: list[str]
+
+
+@dataclass
+class ComparePlan:
+    """What a comparison will do, for the reporter to show before it starts."""
+
+    datasets: list[str]
+    variants: list[str]
+    repeats: int
+    total: int
+    done: int
+    jobs: int
+    workers: int
+    seeds: tuple[int, int]
+    executor: str = "local"
 
 
 def run_compare(
     config: Config,
     variants: list[Variant],
     reporter,
+    datasets: list[DatasetSpec],
     out: str | None = None,
     resume: str | None = None,
 ) -> CompareResult:
-    """Run every missing (variant, repeat), then write curves, summary, plot and config.
+    """Run every missing (dataset, variant, repeat), then write the summaries, plots and config.
 
     Args:
-        config: the resolved config (for ``resume``: the saved one, see :func:`resumed_config`).
-        variants: the variants to compare.
+        config: the resolved config (for ``resume``: the saved one, see
+            :func:`~bilstm_cli.runs.directory.load_saved_config`).
+        variants: the variants to compare (see :func:`~bilstm_cli.config.variants.comparison_variants`).
         reporter: receives the plan and each finished run (the CLI renders them).
+        datasets: the datasets to compare on (see :func:`~bilstm_cli.compare.plan.comparison_datasets`).
         out: output directory for a new comparison (default ``output.root/<timestamp>-compare``).
         resume: the directory of an interrupted comparison to finish.
     """
     started = time.perf_counter()
     backend.select(config.train.backend)
-    if config.train.early_stopping.enabled:
-        raise UsageError(
-            "compare does not use early stopping: every variant trains for the same epochs",
-            "remove train.early_stopping from the config",
-        )
     if resume is None:
         config = recordable(config)
-        config.compare.variants = [v.name for v in variants]
-    for variant in variants:
-        variant.apply(config)  # a bad variant value fails here, before anything trains
-    # bad data fails before anything is written
-    data = prepare_training_data(config.data, config.train.seed, config.train.class_weight)
-    if resume is None:
-        out_dir = directory.prepare_run_directory(
-            directory.run_directory(config.output, "compare", out), config.output.overwrite
+        config.compare.variants = recorded_variants(variants)
+        config.compare.grid = {}  # the variants above are the expanded grid
+        config.compare.datasets = datasets
+    check_file_names(datasets, variants)
+    run_configs = {(d.name, v.name): run_config(config, d, v) for d in datasets for v in variants}  # validates all
+    # read every file once, and fail on bad data before anything is written
+    files = {dataset.name: read_files(dataset_config(config, dataset).data) for dataset in datasets}
+    for dataset in datasets:
+        first = run_configs[(dataset.name, variants[0].name)]
+        prepare_training_data(first.data, config.train.seed, first.train.class_weight, files[dataset.name])
+    # Ray is started (or joined) and its resources checked before anything is written
+    executor, workers, executor_name = _executor(config, files, reporter)
+    try:
+        if resume is None:
+            out_dir = directory.prepare_run_directory(
+                directory.run_directory(config.output, "compare", out), config.output.overwrite
+            )
+            directory.save_config(out_dir, config)
+            for (dataset, variant), settings in run_configs.items():
+                # each run's full config: `bilstm train --config` on it (with the repeat's seed) reruns it
+                atomic.write_text(out_dir / CONFIGS / slug(dataset) / f"{slug(variant)}.yaml", settings.to_yaml())
+        else:
+            out_dir = Path(resume)
+        (out_dir / RESULTS).mkdir(exist_ok=True)
+
+        repeats = config.compare.repeats
+        missing = missing_runs(out_dir, datasets, variants, repeats)
+        total = len(datasets) * len(variants) * repeats
+        done = total - sum(len(m) for m in missing.values())
+        jobs = plan_jobs(config, datasets, variants, missing, workers)
+        seed = config.train.seed
+        plan = ComparePlan(
+            [d.name for d in datasets],
+            [v.name for v in variants],
+            repeats,
+            total,
+            done,
+            len(jobs),
+            workers,
+            (seed, seed + repeats - 1),
+            executor_name,
         )
-        directory.save_config(out_dir, config)
-    else:
-        out_dir = Path(resume)
-    (out_dir / RESULTS).mkdir(exist_ok=True)
+        reporter.start(plan)
 
-    repeats = config.compare.repeats
-    missing = missing_runs(out_dir, variants, repeats)
-    total = len(variants) * repeats
-    done = total - sum(len(m) for m in missing.values())
-    workers = config.compare.workers
-    jobs = plan_jobs(variants, missing, workers)
-    reporter.start(total, done, workers, config)
+        def record_result(record: dict) -> None:
+            write_json(result_path(out_dir, record["dataset"], record["variant"], record["repeat"]), record)
+            reporter.on_result(record)
 
-    def record_result(record: dict) -> None:
-        write_json(result_path(out_dir, record["variant"], record["repeat"]), record)
-        reporter.on_result(record)
-
-    with StopRequest("stopping at the next safe point; finished runs are kept (press again to quit at once)") as stop:
-        LocalExecutor(config, workers, data).run(jobs, record_result, lambda: stop.requested)
-    reporter.close()
-    names = [v.name for v in variants]
-    remaining = sum(len(m) for m in missing_runs(out_dir, variants, repeats).values())
+        notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"
+        with StopRequest(notice) as stop:
+            executor.run(jobs, record_result, lambda: stop.requested)
+    finally:
+        reporter.close()
+        if not isinstance(executor, LocalExecutor):
+            executor.shutdown()  # the private Ray instance stops with the command
+    remaining = sum(len(m) for m in missing_runs(out_dir, datasets, variants, repeats).values())
     if remaining:
         raise Interrupted(
             f"stopped with {remaining} of {total} runs missing; finished runs are saved in {out_dir}",
             f"resume with: bilstm compare --resume {out_dir}",
         )
-    results = load_results(out_dir, names, repeats)
-    summary = summarize(results, config)
-    write_outputs(out_dir, summary, results, config)
-    return CompareResult(out_dir, summary, time.perf_counter() - started)
+    names = [d.name for d in datasets]
+    results = load_results(out_dir, names, [v.name for v in variants], repeats)
+    summary = summarize(results, config, datasets)
+    written = write_outputs(out_dir, summary, results)
+    return CompareResult(out_dir, summary, time.perf_counter() - started, written)
+
+
+def _executor(config: Config, files: dict, reporter) -> tuple[Any, int, str]:
+    """The executor ``compare.executor`` names, how many runs it trains at once, and its name
+    for the plan line (Ray: the cluster, which decides the number of workers)."""
+    settings = config.compare
+    if settings.executor != "ray":
+        return LocalExecutor(config, settings.workers, files), settings.workers, "local"
+    from ..compare.ray_executor import RayExecutor
+
+    executor = RayExecutor(
+        config, files, settings.address, settings.cpus_per_run, settings.gpus_per_run, notify=reporter.message
+    )
+    return executor, executor.slots, executor.description

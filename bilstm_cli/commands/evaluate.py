@@ -74,7 +74,7 @@ def run_evaluate(
         used_seed = seed if seed is not None else draw_seed()
         data = config.data
         rng = np.random.default_rng(used_seed)
-        dataset = cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.task)
+        dataset = cumulative_sum_task(samples, data.timesteps, data.threshold, rng, data.generated_task)
         where = "generated"
         source = f"{samples} fresh sequences (T={data.timesteps}, threshold={data.threshold})"
     loaded = load_model_for_inference(run, select_device(device))

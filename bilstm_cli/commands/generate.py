@@ -36,6 +36,8 @@ def run_generate(config: Config, samples: int, output: str, fmt: str | None) -> 
             "generate fewer sequences or shorter ones, or in several files",
         )
     seed = data.seed if data.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
-    dataset = cumulative_sum_task(samples, data.timesteps, data.threshold, np.random.default_rng(seed), data.task)
+    dataset = cumulative_sum_task(
+        samples, data.timesteps, data.threshold, np.random.default_rng(seed), data.generated_task
+    )
     used_format = write_dataset(dataset, output, fmt)
     return GenerateResult(samples, data.timesteps, seed, output, used_format)

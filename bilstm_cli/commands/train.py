@@ -11,16 +11,18 @@ import numpy as np
 
 from .. import backend
 from ..config.schema import Config
-from ..data.prepare import prepare_training_data
+from ..data.formats import STDIN, source_label
+from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
-from ..engine.loop import NonFiniteLoss
+from ..engine.loop import EarlyStoppingState, NonFiniteLoss
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
 from ..report.plots import plot_history
-from ..runs import directory
-from ..runs.checkpoint import load_checkpoint, save_checkpoint
+from ..runs import directory, stdin_data
+from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, save_checkpoint
 from ..runs.files import write_csv, write_json
+from ..runs.tensorboard import EventLog
 from ..signals import StopRequest
 
 
@@ -49,17 +51,22 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     """
     started = time.perf_counter()
     backend.select(config.train.backend)
-    checkpoint_state, checkpoint_meta = None, None
+    checkpoint_state, checkpoint_meta, best_state = None, None, None
     if resume is not None:
         run_dir = Path(resume)
-        checkpoint_state, checkpoint_meta = load_checkpoint(run_dir)
+        checkpoint_state, checkpoint_meta, best_state = load_checkpoint_with_best(run_dir)
         if checkpoint_meta.get("finished"):
             raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
     else:
         config = recordable(config)
     seed = config.train.seed
     # bad data fails here, before anything is written
-    data = prepare_training_data(config.data, seed, config.train.class_weight)
+    stdin_data.require_data(config.data, resume)
+    files = read_files(config.data)
+    found = stdin_data.fingerprint(files.train) if files is not None and _pinned(config) else None
+    if found is not None:
+        stdin_data.check_same_data(config.data.stdin, found, source_label(config.data.train_path))
+    data = prepare_training_data(config.data, seed, config.train.class_weight, files=files)
     device = select_device(config.train.device)
 
     session = TrainingSession(config, data, device, seed)
@@ -67,18 +74,19 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         run_dir = directory.prepare_run_directory(
             directory.run_directory(config.output, session.variant, out), config.output.overwrite
         )
-        directory.save_config(run_dir, config)
+        directory.save_config(run_dir, stdin_data.recorded_config(config, found))  # what a re-run can use
         write_json(run_dir / directory.DATA_SPEC, data.describe())
     reporter.message(
-        f"training {session.variant} on {device.description} with {backend.name()} "
+        f"training {session.variant} on {session.device.description} with {backend.name()} "
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
     compile_seconds = session.compile()
-    history, start_epoch = None, 0
+    history, start_epoch, stopping = History(), 0, EarlyStoppingState()
     if checkpoint_state is not None:
         session.engine.load_state(checkpoint_state)
         history = History.from_dict(checkpoint_meta["history"])
         start_epoch = int(checkpoint_meta["epoch"])
+        stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
 
     def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
@@ -86,24 +94,44 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
             # never replace the last good checkpoint with broken weights
             raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
-        meta = {"epoch": epoch, "seed": seed, "history": current_history.to_dict(), "finished": finished}
-        save_checkpoint(run_dir, state, meta)
+        meta = {
+            "epoch": epoch,
+            "seed": seed,
+            "history": current_history.to_dict(),
+            "finished": finished,
+            "early_stopping": stopping.to_meta(),
+        }
+        save_checkpoint(run_dir, state, meta, stopping.best_state)
+
+    events = _open_events(stdin_data.recorded_config(config, found), run_dir, start_epoch)
+
+    def on_log(record) -> None:
+        reporter.on_log(record)
+        if events is not None:
+            events.write_epochs(_columns(history), record.epoch)
 
     reporter.start(start_epoch)
+    written = history  # the epochs to put in the event files when training ends, however it ends
     try:
         with StopRequest("stopping at the next safe point to save a checkpoint (press again to quit at once)") as stop:
+            # the early-stopping state comes in on resume, and the checkpoint callback saves it
             result = session.fit(
-                reporter.on_log, reporter.on_progress, checkpoint, lambda: stop.requested, start_epoch, history
+                on_log, reporter.on_progress, checkpoint, lambda: stop.requested, start_epoch, history, stopping
             )
     except Exception as exc:
         reporter.close()
         if isinstance(exc, NonFiniteLoss):
+            written = exc.history
             _write_history(run_dir, exc.history)
             good = _checkpoint_epoch(run_dir)
             exc.message += f"; history saved up to epoch {exc.epoch - 1}" + (
                 f", last good checkpoint at epoch {good}" if good is not None else ""
             )
         raise
+    finally:
+        if events is not None:
+            events.write_epochs(_columns(written))
+            events.close()
     reporter.close()
 
     _write_history(run_dir, result.history)
@@ -120,6 +148,28 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     write_json(run_dir / directory.METRICS, metrics)
     plot_history(result.history, run_dir / directory.PLOT, f"{session.variant} (seed {seed})")
     return TrainResult(run_dir, metrics)
+
+
+def _pinned(config: Config) -> bool:
+    """Whether the training data needs a fingerprint: it comes from stdin now, or the config
+    recorded one (from an earlier run on stdin data) that it must match."""
+    return config.data.train_path == STDIN or config.data.stdin is not None
+
+
+def _open_events(config: Config, run_dir: Path, start_epoch: int) -> EventLog | None:
+    """The run's TensorBoard event file (None when output.tensorboard is off); a new run's
+    starts with ``config`` as text (the config.yaml a re-run can use)."""
+    if not config.output.tensorboard:
+        return None
+    events = EventLog(run_dir / directory.TENSORBOARD, config.train.learning_rate, resume_from_epoch=start_epoch)
+    if start_epoch == 0:
+        events.write_config(config.to_yaml())
+    return events
+
+
+def _columns(history: History) -> dict[str, list]:
+    """The history's columns by name, without copying them."""
+    return {name: getattr(history, name) for name in History.COLUMNS}
 
 
 def _write_history(run_dir: Path, history: History) -> None:

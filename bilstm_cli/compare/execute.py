@@ -1,41 +1,51 @@
-"""Running a comparison's jobs: training one job's repeats, and the local executor.
+"""Running a comparison's jobs: training one job's runs, and the local executor.
 
 An executor takes the planned jobs and hands every finished run's record to ``on_result`` as
 soon as it exists; only the driver (the caller of ``on_result``) writes files, so workers
 need no shared filesystem. The local executor runs jobs in this process, or in worker
-processes when ``workers > 1``.
+processes when ``workers > 1``; :mod:`bilstm_cli.compare.ray_executor` runs them on a Ray cluster.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from .. import backend
+from .. import __version__, backend
 from ..config.schema import Config
-from ..data.prepare import TrainingData
+from ..data.prepare import DataFiles, TrainingData
+from ..engine.loop import FitResult
 from ..engine.session import TrainingSession
-from .plan import Job, repeat_seeds
+from .plan import Job, Part, dataset_config, repeat_seeds
 
 OnResult = Callable[[dict], None]
+ShouldStop = Callable[[], bool]
 
 
 def run_job(
     config: Config,
     job: Job,
     on_result: OnResult,
-    should_stop: Callable[[], bool],
+    should_stop: ShouldStop,
     threads: int | None = None,
-    data: TrainingData | None = None,
+    files: DataFiles | None = None,
+    prepared: dict[str, TrainingData] | None = None,
 ) -> None:
-    """Train every repeat of one job's variant with one compiled engine; report each result.
+    """Train every run of one job with one compiled engine and report each finished run.
 
-    ``config`` is the comparison's config (the job's variant is applied here); ``data`` is the
-    prepared training data when the caller has it (worker processes prepare their own).
+    Args:
+        config: the comparison's config (the job's dataset and variants are applied here).
+        job: the dataset and the parts (variant + repeats) to train, in order.
+        on_result: receives each run's record (see :func:`run_record`).
+        should_stop: polled between chunks; True ends the job early (finished runs are kept).
+        threads: CPU threads for this process (worker processes share the cores).
+        files: the dataset's files, already read by the driver (workers need no filesystem).
+        prepared: training data prepared by earlier jobs of this process, by data settings.
     """
     from ..data.prepare import prepare_training_data
     from ..device import select_device
@@ -43,15 +53,31 @@ def run_job(
     backend.select(config.train.backend)  # worker processes: before anything imports Keras
     device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
-    settings = job.variant.apply(config)
-    if data is None:
-        data = prepare_training_data(settings.data, seeds[0], settings.train.class_weight)
-    session = TrainingSession(settings, data, device, seeds[job.repeats[0]])
-    if session.trains_repeats_together and len(job.repeats) > 1:
-        _run_repeats_together(session, job, seeds, on_result, should_stop)
-        return
-    session.compile()
-    for repeat in job.repeats:
+    base = dataset_config(config, job.dataset)
+    first = job.parts[0].variant.apply(base)
+    prepared = prepared if prepared is not None else {}
+    key = f"{job.dataset.name}:{first.data.model_dump_json()}:{first.train.class_weight}"
+    if key not in prepared:
+        prepared[key] = prepare_training_data(first.data, seeds[0], first.train.class_weight, files)
+    data = prepared[key]
+    session = TrainingSession(first, data, device, seeds[job.parts[0].repeats[0]])
+    compiled = False
+    for part in job.parts:
+        session.retarget(part.variant.apply(base))
+        together = session.trains_repeats_together and len(part.repeats) > 1
+        if together and not session.config.train.early_stopping.enabled:
+            _run_together(session, job, part, seeds, on_result, should_stop)
+        else:
+            if not compiled:
+                session.compile()
+                compiled = True
+            _run_one_by_one(session, job, part, seeds, on_result, should_stop)
+        if should_stop():
+            return
+
+
+def _run_one_by_one(session: TrainingSession, job: Job, part: Part, seeds, on_result, should_stop) -> None:
+    for repeat in part.repeats:
         if should_stop():
             return
         session.restart(seeds[repeat])
@@ -59,36 +85,77 @@ def run_job(
         result = session.fit(_ignore, _ignore, _ignore, should_stop)
         if result.stopped == "interrupted":
             return
-        on_result(_record(job, repeat, seeds[repeat], session.source, session, result, time.perf_counter() - started))
+        test = session.test_scores()
+        seconds = time.perf_counter() - started
+        on_result(run_record(job, part, repeat, seeds[repeat], session.source, session, result, test, seconds))
 
 
-def _run_repeats_together(session: TrainingSession, job: Job, seeds: list[int], on_result, should_stop) -> None:
-    """All of a job's repeats as one vectorised program (one compile, the hardware filled)."""
-    job_seeds = [seeds[repeat] for repeat in job.repeats]
+def _run_together(session: TrainingSession, job: Job, part: Part, seeds, on_result, should_stop) -> None:
+    """All of a part's repeats as one vectorised program (one compile, the hardware filled)."""
+    part_seeds = [seeds[repeat] for repeat in part.repeats]
     started = time.perf_counter()
-    results = session.fit_repeats(job_seeds, should_stop)
-    seconds = (time.perf_counter() - started) / len(job.repeats)  # each repeat's share of the wall time
+    results, tests = session.fit_repeats(part_seeds, should_stop)
+    seconds = (time.perf_counter() - started) / len(part.repeats)  # each repeat's share of the wall time
     if any(result.stopped == "interrupted" for result in results):
         return
-    for repeat, seed, result in zip(job.repeats, job_seeds, results):
+    for index, (repeat, seed, result) in enumerate(zip(part.repeats, part_seeds, results)):
         source = session.data.source(session.config.train.batch_size, seed)
-        on_result(_record(job, repeat, seed, source, session, result, seconds))
-
-
-def _record(job: Job, repeat: int, seed: int, source, session: TrainingSession, result, seconds: float) -> dict:
-    """What the driver stores for one finished run."""
-    return {
-        "variant": job.variant.name,
-        "repeat": repeat,
-        "seed": seed,
-        "data_fingerprint": _fingerprint(source, session.validation),
-        "history": result.history.to_dict(),
-        "seconds": seconds,
-    }
+        test = tests[index] if tests is not None else None
+        on_result(run_record(job, part, repeat, seed, source, session, result, test, seconds))
 
 
 def _ignore(*args) -> None:
     """Compare reports whole runs, not epochs or checkpoints."""
+
+
+def run_record(
+    job: Job, part: Part, repeat: int, seed: int, source, session: TrainingSession, result: FitResult, test, seconds
+) -> dict:
+    """What the driver stores for one finished run (``results/<dataset>/<variant>__repeat-NNN.json``)."""
+    return {
+        "dataset": job.dataset.name,
+        "variant": part.variant.name,
+        "repeat": repeat,
+        "seed": seed,
+        "data_fingerprint": _fingerprint(source, session.validation),
+        "history": result.history.to_dict(),
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "best_epoch": result.best_epoch,
+        "final": final_scores(result, test),
+        "seconds": seconds,
+        "worker": {"pid": os.getpid(), "versions": worker_versions()},
+    }
+
+
+def final_scores(result: FitResult, test: tuple[float, float] | None) -> dict:
+    """The scores a run is judged by: on the test set when there is one, else the validation
+    scores of the weights the run ended with (the best epoch's, with early stopping)."""
+    if test is not None:
+        return {"split": "test", "loss": test[0], "accuracy": test[1]}
+    history = result.history
+    logged = history.logged()
+    if not logged:
+        return {"split": "validation", "loss": None, "accuracy": None}
+    index = logged[-1]
+    if result.best_epoch is not None:  # early stopping kept the best epoch's weights
+        index = history.epoch.index(result.best_epoch)
+    loss, accuracy = history.val_loss[index], history.val_accuracy[index]
+    return {"split": "validation", "loss": None if math.isnan(loss) else loss, "accuracy": accuracy}
+
+
+def worker_versions() -> dict[str, str]:
+    """Versions a run was computed with; the driver checks that every worker matches it."""
+    import platform
+
+    return {
+        "bilstm": __version__,
+        "backend": backend.name(),
+        backend.name(): backend.version(),
+        "keras": str(backend.keras.__version__),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _fingerprint(source, validation) -> str:
@@ -107,22 +174,26 @@ class LocalExecutor:
     Args:
         config: the comparison's config.
         workers: processes; 1 runs everything here.
-        data: the prepared training data (used in-process; workers prepare their own).
+        files: each dataset's files, read once by the driver (by dataset name).
     """
 
-    def __init__(self, config: Config, workers: int, data: TrainingData | None = None):
+    def __init__(self, config: Config, workers: int, files: dict[str, DataFiles | None]):
         self.config = config
         self.workers = workers
-        self.data = data
+        self.files = files
+        self._prepared: dict[str, TrainingData] = {}
 
-    def run(self, jobs: list[Job], on_result: OnResult, should_stop: Callable[[], bool]) -> None:
+    def run(self, jobs: list[Job], on_result: OnResult, should_stop: ShouldStop) -> None:
         if self.workers <= 1 or len(jobs) <= 1:
             for job in jobs:
-                run_job(self.config, job, on_result, should_stop, data=self.data)
+                files = self.files.get(job.dataset.name)
+                run_job(self.config, job, on_result, should_stop, files=files, prepared=self._prepared)
+                if should_stop():
+                    return
         else:
             self._run_in_processes(jobs, on_result, should_stop)
 
-    def _run_in_processes(self, jobs: list[Job], on_result: OnResult, should_stop: Callable[[], bool]) -> None:
+    def _run_in_processes(self, jobs: list[Job], on_result: OnResult, should_stop: ShouldStop) -> None:
         import multiprocessing
         import queue as queue_module
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -142,7 +213,12 @@ class LocalExecutor:
 
         try:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
-                pending = {pool.submit(_worker, config_json, job, results, stop_event, threads) for job in jobs}
+                pending = {
+                    pool.submit(
+                        _worker, config_json, job, self.files.get(job.dataset.name), results, stop_event, threads
+                    )
+                    for job in jobs
+                }
                 while pending:
                     finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     drain()
@@ -155,10 +231,10 @@ class LocalExecutor:
             manager.shutdown()
 
 
-def _worker(config_json: str, job: Job, queue, stop_event, threads: int) -> None:
+def _worker(config_json: str, job: Job, files: DataFiles | None, queue, stop_event, threads: int) -> None:
     """Process entry point for ``workers > 1`` (spawned: the backend is imported fresh)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     config = Config.model_validate_json(config_json)
-    run_job(config, job, queue.put, stop_event.is_set, threads)
+    run_job(config, job, queue.put, stop_event.is_set, threads, files)

@@ -1,28 +1,115 @@
-"""The plan of a comparison: which (variant, repeat) runs, their seeds, and how they are grouped
-into jobs (a job trains one variant's repeats one after another, with one compiled engine).
+"""The plan of a comparison: which (dataset, variant, repeat) runs, their seeds, and how they are
+grouped into jobs.
 
-Pairing: repeat ``r`` uses seed ``base + r`` for every variant, so all variants of a repeat
-see the same training sequences, the same validation set and the same initialisation
-stream; differences within a repeat are due to the variant.
+Pairing: repeat ``r`` uses seed ``base + r`` for every variant, so within a dataset all
+variants of a repeat see the same training sequences, the same validation set and the same
+initialisation stream; differences within a repeat are due to the variant.
+
+Cost: a job trains variants that compile to the same program (same model, data shapes and
+optimizer; only, e.g., the learning rate or the number of epochs differ) one after another
+with one compiled engine, so a grid over learning rates or epochs compiles once per dataset.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.schema import Config
-from ..config.variants import Variant
+from ..config.recipe import file_recipe
+from ..config.resolve import with_overrides
+from ..config.schema import Config, DatasetSpec
+from ..config.variants import Variant, flatten
+from ..errors import UsageError
 
 RESULTS = "results"
+CONFIGS = "configs"
+GENERATED = "generated"  # the name of the built-in task as a dataset
+# Settings that change what a run computes but not the compiled program: runs that differ only
+# in these share one engine (the learning rate is an optimizer variable, epochs a loop bound).
+SHARED_PROGRAM_KEYS = (
+    ("train", "learning_rate"),
+    ("train", "epochs"),
+    ("train", "log_every"),
+    ("train", "checkpoint_every"),
+    ("train", "early_stopping"),
+)
+
+
+@dataclass
+class Part:
+    """Some repeats of one variant, inside a job."""
+
+    variant: Variant
+    repeats: list[int]
 
 
 @dataclass
 class Job:
-    """One unit of work for an executor: ``variant``'s ``repeats``, trained in this order."""
+    """One unit of work for an executor: parts that share a compiled program, on one dataset."""
 
-    variant: Variant
-    repeats: list[int]
+    dataset: DatasetSpec
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        return sum(len(part.repeats) for part in self.parts)
+
+
+# ---------------------------------------------------------------------------- datasets
+
+
+def comparison_datasets(config: Config, data_paths: tuple[str, ...] = ()) -> list[DatasetSpec]:
+    """The datasets to compare on: ``--data`` files, else ``compare.datasets``, else the data section.
+
+    Each ``--data FILE`` is a dataset named after the file; names must be unique.
+    """
+    if data_paths:
+        datasets = [DatasetSpec(name=Path(path).stem if path != "-" else "stdin", train=path) for path in data_paths]
+    elif config.compare.datasets:
+        datasets = list(config.compare.datasets)
+    else:
+        data = config.data
+        datasets = [DatasetSpec(name=Path(data.train_path).stem if data.train_path else GENERATED)]
+    datasets = [with_recipe(config, dataset) for dataset in datasets]
+    names = [dataset.name for dataset in datasets]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"two datasets are called {repeated[0]!r}", "give them distinct names in compare.datasets")
+    if "-" in data_paths and len(data_paths) > 1:
+        raise UsageError("standard input can be one dataset only; give the others as files")
+    return datasets
+
+
+def with_recipe(config: Config, dataset: DatasetSpec) -> DatasetSpec:
+    """A file dataset with the recipe for dataset files in its settings, for every key the user
+    did not set (see :mod:`bilstm_cli.config.recipe`). Recorded with the comparison, so
+    ``--resume`` trains with exactly these values."""
+    if dataset.train is None:
+        return dataset
+    recipe = file_recipe(config._explicit, has_validation_file=dataset.val is not None or bool(config.data.val_path))
+    return dataset.model_copy(update={"settings": {**recipe, **flatten(dataset.settings)}})
+
+
+def dataset_config(config: Config, dataset: DatasetSpec) -> Config:
+    """``config`` with one dataset's files and settings (validated; errors name the dataset)."""
+    overrides = flatten(dataset.settings)
+    if dataset.train is not None:
+        overrides.update(
+            {"data.train_path": dataset.train, "data.val_path": dataset.val, "data.test_path": dataset.test}
+        )
+    elif dataset.val or dataset.test:
+        raise UsageError(f"dataset {dataset.name!r} has val/test files but no train file")
+    return with_overrides(config, overrides, f"dataset {dataset.name!r}") if overrides else config
+
+
+def run_config(config: Config, dataset: DatasetSpec, variant: Variant) -> Config:
+    """The full config of one (dataset, variant): what ``bilstm train --config`` would rerun."""
+    return variant.apply(dataset_config(config, dataset))
+
+
+# ---------------------------------------------------------------------------- runs and jobs
 
 
 def repeat_seeds(config: Config) -> list[int]:
@@ -30,22 +117,86 @@ def repeat_seeds(config: Config) -> list[int]:
     return [config.train.seed + r for r in range(config.compare.repeats)]
 
 
-def plan_jobs(variants: list[Variant], missing: dict[str, list[int]], workers: int) -> list[Job]:
-    """One job per variant (one compile each); split repeats further if workers would idle."""
-    jobs = [Job(v, missing[v.name]) for v in variants if missing[v.name]]
-    while len(jobs) < workers and any(len(job.repeats) > 1 for job in jobs):
-        largest = max(jobs, key=lambda job: len(job.repeats))
-        half = len(largest.repeats) // 2
+def program_key(config: Config) -> str:
+    """What the compiled training program depends on: equal keys can share one engine."""
+    settings = config.model_dump(mode="json")
+    for section, key in SHARED_PROGRAM_KEYS:
+        settings[section].pop(key, None)
+    settings["train"].pop("seed", None)
+    settings.pop("compare", None)
+    settings.pop("output", None)
+    return json.dumps(settings, sort_keys=True)
+
+
+def plan_jobs(
+    config: Config,
+    datasets: list[DatasetSpec],
+    variants: list[Variant],
+    missing: dict[tuple[str, str], list[int]],
+    workers: int,
+) -> list[Job]:
+    """Group the missing runs into jobs: per dataset, variants with the same program share one.
+
+    Jobs are split further (first by variant, then by repeats) while workers would idle.
+    """
+    jobs = []
+    for dataset in datasets:
+        groups: dict[str, Job] = {}
+        for variant in variants:
+            repeats = missing.get((dataset.name, variant.name), [])
+            if repeats:
+                key = program_key(run_config(config, dataset, variant))
+                groups.setdefault(key, Job(dataset)).parts.append(Part(variant, repeats))
+        jobs.extend(groups.values())
+    while len(jobs) < workers and any(job.runs > 1 for job in jobs):
+        largest = max(jobs, key=lambda job: job.runs)
         jobs.remove(largest)
-        jobs += [Job(largest.variant, largest.repeats[:half]), Job(largest.variant, largest.repeats[half:])]
+        jobs.extend(_halves(largest))
     return jobs
 
 
-def result_path(out: Path, variant: str, repeat: int) -> Path:
+def _halves(job: Job) -> list[Job]:
+    if len(job.parts) > 1:
+        middle = len(job.parts) // 2
+        return [Job(job.dataset, job.parts[:middle]), Job(job.dataset, job.parts[middle:])]
+    part = job.parts[0]
+    middle = len(part.repeats) // 2
+    return [
+        Job(job.dataset, [Part(part.variant, part.repeats[:middle])]),
+        Job(job.dataset, [Part(part.variant, part.repeats[middle:])]),
+    ]
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a dataset or variant name (``bilstm-sum lr=0.003`` ->
+    ``bilstm-sum_lr=0.003``)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "_"
+
+
+def check_file_names(datasets: list[DatasetSpec], variants: list[Variant]) -> None:
+    """Distinct names must stay distinct as file names."""
+    for kind, names in (("datasets", [d.name for d in datasets]), ("variants", [v.name for v in variants])):
+        slugs = [slug(name) for name in names]
+        for index, value in enumerate(slugs):
+            if slugs.index(value) != index:
+                first = names[slugs.index(value)]
+                raise UsageError(f"{kind} {first!r} and {names[index]!r} would share the file name {value!r}")
+
+
+def result_path(out: Path, dataset: str, variant: str, repeat: int) -> Path:
     """Where the driver writes one finished run (what ``--resume`` checks)."""
-    return out / RESULTS / f"{variant}__repeat-{repeat:03d}.json"
+    return out / RESULTS / slug(dataset) / f"{slug(variant)}__repeat-{repeat:03d}.json"
 
 
-def missing_runs(out: Path, variants: list[Variant], repeats: int) -> dict[str, list[int]]:
-    """Per variant, the repeats without a result file."""
-    return {v.name: [r for r in range(repeats) if not result_path(out, v.name, r).exists()] for v in variants}
+def missing_runs(
+    out: Path, datasets: list[DatasetSpec], variants: list[Variant], repeats: int
+) -> dict[tuple[str, str], list[int]]:
+    """Per (dataset, variant), the repeats without a result file."""
+    return {
+        (d.name, v.name): [r for r in range(repeats) if not result_path(out, d.name, v.name, r).exists()]
+        for d in datasets
+        for v in variants
+    }

@@ -14,9 +14,9 @@ from ..errors import UsageError
 CLEAR = object()  # a flag value meaning "set this key to null"
 
 MODEL_FLAGS = ("kind", "direction", "merge", "units", "layers", "dropout")
-TRAIN_FLAGS = ("epochs", "batch_size", "learning_rate", "seed", "backend", "device")
+TRAIN_FLAGS = ("epochs", "batch_size", "learning_rate", "seed", "backend", "device", "devices")
 # Flags that change what a run computes: refused with --resume, which reuses the saved config.
-EXPERIMENT_FLAGS = (*MODEL_FLAGS, "epochs", "batch_size", "learning_rate", "seed", "backend")
+EXPERIMENT_FLAGS = (*MODEL_FLAGS, "epochs", "batch_size", "learning_rate", "seed", "backend", "devices")
 
 
 def model_flags(

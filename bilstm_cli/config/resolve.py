@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from .recipe import file_recipe
 from .schema import Config
 
 # ---------------------------------------------------------------------------- key paths
@@ -189,10 +190,20 @@ def resolve_config(
     merged: dict[str, Any] = {}
     for mapping, _ in layers:
         merged = deep_merge(merged, mapping)
+    explicit = frozenset(_flatten(merged))  # every key path the user gave, whatever its source
+    data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
+    if data.get("train_path") is not None:  # training reads a file: the dataset recipe fills the rest
+        recipe: dict[str, Any] = {}
+        for path, value in file_recipe(explicit, data.get("val_path") is not None).items():
+            recipe = deep_merge(recipe, nest(path, value))
+        layers.insert(0, (recipe, _Source("the recipe for dataset files")))
+        merged = deep_merge(recipe, merged)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, layers) from None
+    config._explicit = explicit
+    return config
 
 
 def _source_of(path: str, layers: list[tuple[dict[str, Any], _Source]]) -> str:
@@ -275,6 +286,8 @@ def with_overrides(config: Config, overrides: dict[str, Any], label: str) -> Con
     base = config.model_dump(mode="json")
     layers = [(base, _Source("the resolved config")), (layer, _Source(label))]
     try:
-        return Config.model_validate(deep_merge(base, layer))
+        result = Config.model_validate(deep_merge(base, layer))
     except ValidationError as exc:
         raise _explain(exc, layers) from None
+    result._explicit = config._explicit | set(overrides)
+    return result

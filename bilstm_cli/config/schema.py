@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from .vocabulary import Backend, Direction, Kind, Merge, Optimizer, Pooling, Task
+from .vocabulary import Backend, Direction, Kind, Merge, Optimizer, Pooling, TaskSetting
 
 # Refuse sizes that could only come from a typo before anything is allocated.
 MAX_TIMESTEPS = 1_000_000
@@ -24,10 +24,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class StdinData(Section):
+    """Training data that came from standard input (``train --data -``): config.yaml records
+    its fingerprint instead of a path, so a re-run asks for the data and can check it."""
+
+    sequences: int = Field(ge=0, description="number of sequences")
+    steps: int = Field(ge=0, description="number of real (unpadded) steps")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the parsed features, lengths, labels, class names")
+
+
 class DataConfig(Section):
     """Where sequences come from: the generated cumulative-sum task or files."""
 
-    task: Task = Field("per-step", description="per-step labels (tutorial) or one label per sequence")
+    task: TaskSetting = Field(
+        "auto",
+        description="per-step labels, one label per sequence, or auto: read from the labels (generated: per-step)",
+    )
     timesteps: int = Field(10, ge=1, le=MAX_TIMESTEPS, description="steps per generated sequence")
     threshold: float = Field(0.25, gt=0, le=1, description="label limit as a fraction of timesteps")
     samples_per_epoch: int = Field(32, ge=1, le=MAX_SAMPLES, description="fresh sequences per epoch")
@@ -36,8 +48,21 @@ class DataConfig(Section):
     validation_seed: int = Field(2017, ge=0, le=MAX_SEED, description="seed of the fixed validation set")
     train_path: Optional[str] = Field(None, description="dataset file; null = generate the task")
     val_path: Optional[str] = Field(None, description="validation dataset file")
+    test_path: Optional[str] = Field(None, description="test dataset file: final scores on it")
     validation_split: float = Field(0.0, ge=0, lt=1, description="stratified hold-out fraction of train_path")
     standardize: bool = Field(False, description="per-feature standardisation fitted on training data")
+
+    @property
+    def generated_task(self) -> str:
+        """The label kind the generator draws (``auto`` means the tutorial's, per step)."""
+        return "per-step" if self.task == "auto" else self.task
+
+    @property
+    def file_task(self) -> str | None:
+        """The label kind files must hold: None (``auto``) accepts what the file holds."""
+        return None if self.task == "auto" else self.task
+
+    stdin: Optional[StdinData] = Field(None, description="recorded by train: the training data came from stdin")
 
 
 class ModelSettings(Section):
@@ -89,6 +114,9 @@ class TrainConfig(Section):
         None, description="Keras backend: tensorflow or jax; null = $BILSTM_BACKEND, else tensorflow"
     )
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, gpu or gpu:N")
+    devices: int = Field(
+        1, ge=1, le=1024, description="data-parallel over the first N devices of the device's kind; batch split evenly"
+    )
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
     jit_compile: Union[bool, Literal["auto"]] = Field(
         "auto", description="XLA for the training loop; auto = on CPU for small steps (batch x timesteps <= 2048)"
@@ -106,25 +134,68 @@ class TrainConfig(Section):
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
+class DatasetSpec(Section):
+    """One dataset of a comparison: files, or the generator with its own settings."""
+
+    name: str = Field(min_length=1, description="how tables and files call it")
+    train: Optional[str] = Field(None, description="training file; null = the generated task")
+    val: Optional[str] = Field(None, description="validation file")
+    test: Optional[str] = Field(None, description="test file (final scores are test scores)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="config values for this dataset, e.g. {data.timesteps: 20}"
+    )
+
+
 class CompareConfig(Section):
-    variants: list[str] = Field(default_factory=lambda: ["lstm-forward", "lstm-backward", "bilstm-concat"])
+    variants: Union[list[str], dict[str, Optional[dict[str, Any]]]] = Field(
+        default_factory=lambda: ["lstm-forward", "lstm-backward", "bilstm-concat"],
+        description="named model variants, or a mapping name -> {key.path: value}",
+    )
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="{key.path: [values]}: every combination is a variant"
+    )
+    datasets: list[DatasetSpec] = Field(default_factory=list, description="several datasets; empty = the data section")
     repeats: int = Field(10, ge=1, le=10_000)
     workers: int = Field(1, ge=1, le=256)
+    executor: Literal["local", "ray"] = Field("local", description="where runs train: local processes or Ray")
+    address: Optional[str] = Field(
+        None, description="Ray cluster: null = a private local instance, auto = the running one, or HOST:PORT"
+    )
+    cpus_per_run: float = Field(1.0, gt=0, le=1024, description="Ray: CPUs each job reserves (fractions allowed)")
+    gpus_per_run: float = Field(0.0, ge=0, le=64, description="Ray: GPUs each job reserves (0: trains on CPU)")
+    metric: Literal["loss", "accuracy"] = Field("loss", description="final score that ranks variants")
     accuracy_threshold: float = Field(0.9, gt=0, le=1, description="for epochs-to-threshold")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"compare.grid.{key} is empty; give at least one value")
+        return grid
 
 
 class OutputConfig(Section):
     root: str = Field("runs", description="parent folder of run directories")
     name: Optional[str] = Field(None, description="run directory name; null = timestamp + model tag")
     overwrite: bool = Field(False, description="replace an existing run directory")
+    tensorboard: bool = Field(True, description="train writes TensorBoard event files to RUN/tensorboard/")
 
 
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
+    # key paths the user gave (file, --set, flags): defaults such as the dataset recipe fill the rest
+    _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def __eq__(self, other: object) -> bool:
+        # equal settings are equal configs, whichever keys the user happened to spell out
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # mutable, like every pydantic model
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

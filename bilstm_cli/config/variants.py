@@ -6,8 +6,11 @@ A variant is a readable name plus the config key paths it sets. The named model 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 from ..errors import UsageError
 from .resolve import with_overrides
@@ -66,3 +69,126 @@ def parse_variants(variants: list[str] | None, modes: list[str] | None, default:
     if not parsed:
         raise UsageError("no variants to compare")
     return parsed
+
+
+# ---------------------------------------------------------------------------- grids
+
+# Short names for common keys in variant names (``bilstm-concat units=64 lr=0.003``).
+LABELS = {"learning_rate": "lr", "batch_size": "batch", "samples_per_epoch": "samples", "validation_split": "split"}
+
+
+def label(path: str) -> str:
+    """The short name of a key path in variant names: its last part, abbreviated."""
+    leaf = path.rsplit(".", 1)[-1]
+    return LABELS.get(leaf, leaf)
+
+
+def value_text(value: Any) -> str:
+    """A value as variant names show it: ``0.003``, ``64``, ``true``, ``concat``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def parse_vary(option: str) -> tuple[str, list[Any]]:
+    """``model.units=20,64`` -> ("model.units", [20, 64]); values are YAML scalars, like --set's."""
+    if "=" not in option:
+        raise UsageError(f"--vary {option!r}: expected KEY=V1,V2,..., e.g. --vary model.units=20,64")
+    path, raw = option.split("=", 1)
+    path = path.strip()
+    values = [_scalar(part) for part in raw.split(",")]
+    if not path or "." not in path:
+        raise UsageError(
+            f"--vary {option!r}: the key must be a config key path such as model.units or train.learning_rate"
+        )
+    if not values or any(value is None for value in values):
+        raise UsageError(f"--vary {option!r}: empty value; give KEY=V1,V2,...")
+    return path, values
+
+
+def _scalar(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text.strip()  # not valid YAML: a plain string for the schema to judge
+
+
+def flatten(overrides: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """``{model: {units: 20}}`` and ``{model.units: 20}`` both as ``{"model.units": 20}``."""
+    flat: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def base_variants(config: Config, names: list[str] | None, modes: list[str] | None, grid: dict) -> list[Variant]:
+    """The variants a grid is crossed with.
+
+    ``--variants`` / ``--modes`` if given; else ``compare.variants`` (names, or a mapping
+    ``name -> {key.path: value}``) when the config sets it or there is no grid; else, with a
+    grid and no variants, the config's own model.
+    """
+    if names or modes:
+        return parse_variants(names, modes, [])
+    variants = config.compare.variants
+    if grid and "variants" not in config.compare.model_fields_set:
+        return [Variant(model_variant_name(config.model))]
+    if isinstance(variants, dict):
+        if not variants:
+            raise UsageError("compare.variants is an empty mapping; name at least one variant")
+        return [Variant(str(name), flatten(overrides)) for name, overrides in variants.items()]
+    return parse_variants(None, None, list(variants))
+
+
+def expand_grid(variants: list[Variant], grid: dict[str, list[Any]]) -> list[Variant]:
+    """Every variant crossed with every combination of the grid's values (the cartesian product).
+
+    Example:
+        >>> [v.name for v in expand_grid([Variant("bilstm-sum")], {"model.units": [20, 64]})]
+        ['bilstm-sum units=20', 'bilstm-sum units=64']
+    """
+    combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    expanded = []
+    for variant in variants:
+        for combination in combinations:
+            suffix = " ".join(f"{label(path)}={value_text(value)}" for path, value in combination.items())
+            name = f"{variant.name} {suffix}".strip()
+            expanded.append(Variant(name, {**variant.overrides, **combination}))
+    names = [v.name for v in expanded]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"two variants would both be called {repeated[0]!r}", "give the variants distinct names")
+    return expanded
+
+
+def comparison_variants(
+    config: Config, names: list[str] | None = None, modes: list[str] | None = None, vary: tuple[str, ...] = ()
+) -> list[Variant]:
+    """All the variants of a comparison, validated against the schema before anything trains.
+
+    Args:
+        config: the resolved config (``compare.variants``, ``compare.grid``).
+        names, modes: ``--variants`` and ``--modes``.
+        vary: ``--vary KEY=V1,V2`` options; they add to (and override keys of) ``compare.grid``.
+    """
+    grid = {**config.compare.grid, **dict(parse_vary(option) for option in vary)}
+    variants = expand_grid(base_variants(config, names, modes, grid), grid)
+    for variant in variants:
+        variant.apply(config)  # a bad key or value fails here, naming the variant
+    return variants
+
+
+def recorded_variants(variants: list[Variant]) -> list[str] | dict[str, dict[str, Any]]:
+    """How a comparison's config.yaml records its variants, so ``--resume`` rebuilds them exactly:
+    a list of names when they are all named model variants, else the full mapping."""
+    if all(v.name in MODEL_VARIANTS and v.overrides == model_variant(v.name).overrides for v in variants):
+        return [v.name for v in variants]
+    return {v.name: dict(v.overrides) for v in variants}

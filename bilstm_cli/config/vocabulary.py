@@ -12,6 +12,7 @@ Kind = Literal["lstm", "bilstm"]
 Direction = Literal["forward", "backward", "backward-unaligned"]
 Merge = Literal["concat", "sum", "mul", "ave"]
 Task = Literal["per-step", "sequence"]
+TaskSetting = Literal["auto", "per-step", "sequence"]  # data.task: auto = read from the labels
 Optimizer = Literal["adam", "sgd", "rmsprop"]
 Pooling = Literal["last", "mean"]
 Backend = Literal["tensorflow", "jax"]

@@ -117,7 +117,7 @@ class OnlineSource:
     def epoch_dataset(self, epoch: int) -> Dataset:
         rng = stream_rng(self.seed, TRAIN_STREAM, epoch)
         data = self.data
-        return cumulative_sum_task(data.samples_per_epoch, data.timesteps, data.threshold, rng, data.task)
+        return cumulative_sum_task(data.samples_per_epoch, data.timesteps, data.threshold, rng, data.generated_task)
 
     def batches(self, start_epoch: int, stop_epoch: int) -> Batches:
         return Batches.concatenate(

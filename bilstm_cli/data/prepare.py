@@ -40,6 +40,7 @@ class TrainingData:
     standardization: tuple[np.ndarray, np.ndarray] | None
     class_weights: np.ndarray | None
     timesteps: int
+    test: Dataset | None = None  # final scores are reported on it when given
 
     def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource:
         """The training batches of one run; the seed picks the sequences / the shuffles."""
@@ -49,13 +50,16 @@ class TrainingData:
 
     @property
     def variable_length(self) -> bool:
-        """Whether any training or validation sequence is shorter than the others."""
-        return any(d is not None and d.variable_length for d in (self.train_dataset, self.validation))
+        """Whether any training, validation or test sequence is shorter than the others (the
+        training graph then needs the length mask)."""
+        datasets = (self.train_dataset, self.validation, self.test)
+        return any(d is not None and d.variable_length for d in datasets)
 
     def validation_batches(self) -> Batches | None:
-        if self.validation is None or self.validation.size == 0:
-            return None
-        return make_batches(self.validation, min(EVALUATION_BATCH, self.validation.size))
+        return _evaluation_batches(self.validation)
+
+    def test_batches(self) -> Batches | None:
+        return _evaluation_batches(self.test)
 
     def describe(self) -> dict:
         """What a saved model expects (written to data.json)."""
@@ -69,13 +73,52 @@ class TrainingData:
         }
 
 
-def prepare_training_data(data: DataConfig, seed: int, class_weight: ClassWeight = None) -> TrainingData:
+def _evaluation_batches(dataset: Dataset | None) -> Batches | None:
+    if dataset is None or dataset.size == 0:
+        return None
+    return make_batches(dataset, min(EVALUATION_BATCH, dataset.size))
+
+
+@dataclass
+class DataFiles:
+    """The dataset files of a data section, read once (``compare`` ships them to its workers)."""
+
+    train: Dataset
+    validation: Dataset | None = None
+    test: Dataset | None = None
+
+
+def read_files(data: DataConfig) -> DataFiles | None:
+    """Read the files a data section names (None for the generated task); errors name the file."""
+    if data.train_path is None:
+        return None
+    from .io import read_dataset
+
+    train = read_dataset(data.train_path, task=data.file_task)
+    validation = test = None
+    for path, role in ((data.val_path, "validation"), (data.test_path, "test")):
+        if path is None:
+            continue
+        dataset = read_dataset(path, task=train.task)  # the same kind of labels as the training file
+        if dataset.features != train.features:
+            raise DataError(f"{path}: {dataset.features} features per step, but {data.train_path} has {train.features}")
+        if role == "validation":
+            validation = dataset
+        else:
+            test = dataset
+    return DataFiles(train, validation, test)
+
+
+def prepare_training_data(
+    data: DataConfig, seed: int, class_weight: ClassWeight = None, files: DataFiles | None = None
+) -> TrainingData:
     """Load or generate the data named by ``data`` and validate it, before any run starts.
 
     Args:
         data: the config's data section.
         seed: the run's seed (picks the standardisation sample and the validation split).
         class_weight: ``train.class_weight``.
+        files: the section's files when they were read already (see :func:`read_files`).
     """
     if data.train_path is None:
         for name, count in (("samples_per_epoch", data.samples_per_epoch), ("validation_size", data.validation_size)):
@@ -86,37 +129,28 @@ def prepare_training_data(data: DataConfig, seed: int, class_weight: ClassWeight
                     f"{needed / 2**30:.0f} GiB of memory; refusing",
                     "use fewer or shorter sequences",
                 )
-        if data.val_path is not None or data.validation_split > 0:
+        if data.val_path is not None or data.test_path is not None or data.validation_split > 0:
             raise ConfigError(
-                "data.val_path / data.validation_split need data.train_path",
+                "data.val_path / data.test_path / data.validation_split need data.train_path",
                 "generated data is validated on data.validation_size fresh sequences",
             )
         validation = None
         if data.validation_size > 0:
             rng = stream_rng(data.validation_seed, VALIDATION_STREAM)
-            validation = cumulative_sum_task(data.validation_size, data.timesteps, data.threshold, rng, data.task)
-        spec = ModelSpec(features=1, num_classes=2, task=data.task)
+            validation = cumulative_sum_task(
+                data.validation_size, data.timesteps, data.threshold, rng, data.generated_task
+            )
+        spec = ModelSpec(features=1, num_classes=2, task=data.generated_task)
         standardization = weights = None
         if data.standardize or class_weight is not None:  # fitted on a sample of the stream
             rng = stream_rng(seed, STANDARDIZE_STREAM)
-            sample = cumulative_sum_task(1000, data.timesteps, data.threshold, rng, data.task)
+            sample = cumulative_sum_task(1000, data.timesteps, data.threshold, rng, data.generated_task)
             standardization = _standardization(data.standardize, sample)
             weights = _class_weights(class_weight, sample, 2, None)
         return TrainingData(data, spec, None, None, validation, standardization, weights, data.timesteps)
 
-    from .io import read_dataset
-
-    train = read_dataset(data.train_path, task=data.task)
-    if data.val_path is not None:
-        validation = read_dataset(data.val_path, task=data.task)
-        if validation.features != train.features:
-            raise DataError(
-                f"{data.val_path}: {validation.features} features per step, but {data.train_path} has {train.features}"
-            )
-    elif data.validation_split > 0:
-        train, validation = stratified_split(train, data.validation_split, seed)
-    else:
-        validation = None
+    files = files if files is not None else read_files(data)
+    train, validation, test = files.train, files.validation, files.test
     present = np.unique(train.valid_labels())
     if len(present) < 2:
         name = train.classes[present[0]] if train.classes else str(present[0])
@@ -124,13 +158,17 @@ def prepare_training_data(data: DataConfig, seed: int, class_weight: ClassWeight
             f"{data.train_path}: every label is {name!r}; a classifier needs at least two classes to learn",
             "check the label column, or add examples of the other classes",
         )
+    if validation is None and data.validation_split > 0:
+        train, validation = stratified_split(train, data.validation_split, seed)
     num_classes = train.num_classes
     if validation is not None:
         validation = align_labels(validation, train.classes, num_classes, data.val_path or data.train_path)
+    if test is not None:
+        test = align_labels(test, train.classes, num_classes, data.test_path)
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
     weights = _class_weights(class_weight, train, num_classes, train.classes)
     standardization = _standardization(data.standardize, train)
-    return TrainingData(data, spec, train.classes, train, validation, standardization, weights, train.timesteps)
+    return TrainingData(data, spec, train.classes, train, validation, standardization, weights, train.timesteps, test)
 
 
 def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -154,7 +192,8 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
         raise DataError(
             f"validation_split={fraction} of {dataset.size} sequences leaves an empty "
             f"{'validation' if len(held_out) == 0 else 'training'} set",
-            "use more data, another split, or --val-data",
+            "use more data, --val-data FILE, or no split: --set data.validation_split=0 "
+            "(and --set train.early_stopping.enabled=false, which needs validation data)",
         )
     return dataset.subset(kept), dataset.subset(held_out)
 

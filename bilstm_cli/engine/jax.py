@@ -10,6 +10,9 @@ values); the Keras variables are only written when someone reads ``engine.model`
 :class:`RepeatsEngine` runs R repeats of one variant as one program: ``jax.vmap`` of the
 same scan over stacked states and stacked data streams, so a comparison pays one compile per
 variant and fills the hardware.
+
+:class:`DataParallelEngine` trains one run on several devices (``train.devices``): the same
+scan, with every step's batch sharded across a device mesh and the state replicated.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .. import backend
 from ..backend import keras
 from ..data.batches import Batches
 from ..data.dataset import PER_STEP
-from ..device import DeviceInfo, jax_device
+from ..device import DeviceInfo, jax_device, jax_devices
 from ..errors import TrainingError
 from ..model.spec import ModelSpec
 from .terms import batch_terms, make_optimizer
@@ -154,6 +157,7 @@ class TrainingEngine:
         # the state's buffers are donated: each call updates the weights in place
         self._train_call = jax.jit(self._program.chunk, donate_argnums=0)
         self._evaluate_call = jax.jit(self._program.evaluation)
+        self._repeat_calls = None  # built by RepeatsEngine on first use
 
     # -- state <-> Keras variables -------------------------------------------------------
 
@@ -175,6 +179,10 @@ class TrainingEngine:
             for variable, value in zip(variables, values):
                 variable.assign(value)
 
+    def _placed(self, arrays: tuple) -> tuple:
+        """Training arrays as the compiled call takes them (one device: as they are)."""
+        return arrays
+
     @property
     def model(self) -> keras.Model:
         """The Keras model holding the current weights (written from the state on access)."""
@@ -185,15 +193,19 @@ class TrainingEngine:
 
     def compile(self, batch_shape: tuple[int, int, int], validation: Batches | None = None) -> float:
         """Compile the training call for ``(batch, T, F)`` batches and the evaluation call for
-        ``validation``'s shapes, ahead of time; returns the seconds spent."""
+        ``validation``'s shapes, ahead of time; returns the seconds spent.
+
+        The compiled programs land in the jitted functions' caches; the functions stay jitted, so
+        other shapes (a test set of another size) still compile when they first come.
+        """
         started = time.perf_counter()
         batch, timesteps, features = batch_shape
         positions = timesteps if self.spec.task == PER_STEP else 1
-        dummy = _training_arrays(Batches.zeros(self.steps_per_call, batch, timesteps, features, positions))
-        self._train_call = self._train_call.lower(self._state, dummy, np.int32(0)).compile()
+        dummy = Batches.zeros(self.steps_per_call, batch, timesteps, features, positions)
+        dummy = self._placed(_training_arrays(dummy))
+        self._train_call.lower(self._state, dummy, np.int32(0)).compile()
         if validation is not None:
-            arrays = _validation_arrays(validation)
-            self._evaluate_call = self._evaluate_call.lower(self._state, arrays).compile()
+            self._evaluate_call.lower(self._state, _validation_arrays(validation)).compile()
         return time.perf_counter() - started
 
     def train(self, batches: Batches) -> np.ndarray:
@@ -201,7 +213,7 @@ class TrainingEngine:
         results = []
         for start in range(0, batches.steps, self.steps_per_call):
             part = batches.slice(start, start + self.steps_per_call)
-            arrays = _training_arrays(part.padded_to(self.steps_per_call))
+            arrays = self._placed(_training_arrays(part.padded_to(self.steps_per_call)))
             self._state, metrics = self._train_call(self._state, arrays, np.int32(part.steps))
             results.append(np.asarray(metrics)[: part.steps])
         return np.concatenate(results) if results else np.zeros((0, 3), np.float32)
@@ -224,6 +236,16 @@ class TrainingEngine:
             variable.assign(value)
         self._state = self._read_variables()
 
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Train the next runs with another learning rate, keeping the compiled calls: it is an
+        optimizer variable (part of the state), so a grid over learning rates compiles once."""
+        self._write_variables(self._state)
+        self.optimizer.learning_rate = float(learning_rate)
+        for index, variable in enumerate(self.optimizer.variables):
+            if variable.name == "learning_rate":  # the snapshot that reset() restores
+                self._initial_optimizer_values[index] = jnp.array(variable.value)
+        self._state = self._read_variables()
+
     def reset(self, initial_model: keras.Model) -> None:
         """Start again from ``initial_model``'s weights with a fresh optimizer state."""
         for variable, value in zip(self._model.variables, initial_model.variables):
@@ -231,6 +253,33 @@ class TrainingEngine:
         for variable, value in zip(self.optimizer.variables, self._initial_optimizer_values):
             variable.assign(value)
         self._state = self._read_variables()
+
+
+class DataParallelEngine(TrainingEngine):
+    """A :class:`TrainingEngine` on several devices: the same compiled scan, with the batch
+    axis of every step sharded across a one-axis device mesh and the state replicated
+    (``jax.sharding``). XLA's SPMD partitioner splits each step's forward and backward pass
+    by batch and inserts the all-reduce that sums the gradients and loss terms across
+    devices, so every device applies the same update and each step returns the whole batch's
+    loss, positions and correct count, as on one device.
+
+    Args:
+        device: the devices to train on (from :func:`bilstm_cli.device.spread_over`); the
+            rest as for :class:`TrainingEngine`.
+    """
+
+    def __init__(self, model: keras.Model, spec: ModelSpec, *, device: DeviceInfo, **settings):
+        mesh = jax.sharding.Mesh(np.array(jax_devices(device)), ("batch",))
+        self._replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        # training arrays are (steps, batch, ...): split the batch, keep the steps whole
+        self._batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
+        super().__init__(model, spec, device=device, **settings)
+
+    def _read_variables(self) -> State:
+        return jax.device_put(super()._read_variables(), self._replicated)
+
+    def _placed(self, arrays: tuple) -> tuple:
+        return jax.device_put(arrays, self._batch_sharded)
 
 
 class RepeatsEngine:
@@ -255,9 +304,14 @@ class RepeatsEngine:
             engine.reset(model)
             states.append(engine._state)
         self._state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-        # data and state have a leading repeat axis; the padding count is shared
-        self._train_call = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=0)
-        self._evaluate_call = jax.jit(jax.vmap(program.evaluation, in_axes=(0, None)))
+        # data and state have a leading repeat axis; the padding count is shared. The calls live
+        # on the engine: the variants of a learning-rate grid reuse one compiled program.
+        if engine._repeat_calls is None:
+            engine._repeat_calls = (
+                jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=0),
+                jax.jit(jax.vmap(program.evaluation, in_axes=(0, None))),
+            )
+        self._train_call, self._evaluate_call = engine._repeat_calls
 
     def train(self, batches: Sequence[Batches]) -> np.ndarray:
         """Train repeat r on ``batches[r]`` (equal numbers of steps); returns ``(R, steps, 3)``."""

@@ -76,6 +76,30 @@ class FitResult:
     train_seconds: float = 0.0
 
 
+@dataclass
+class EarlyStoppingState:
+    """What early stopping has seen so far: the best validation loss, its epoch and weights.
+
+    :func:`fit` updates it in place; a checkpoint saves it, so a resumed run counts its
+    patience from the same best epoch and restores the same best weights as an uninterrupted
+    one. (How long since the best epoch follows from the epoch the run has reached.)
+    """
+
+    best_loss: float = math.inf
+    best_epoch: int | None = None
+    best_state: list[np.ndarray] | None = None
+
+    def to_meta(self) -> dict:
+        """The scalars, for a checkpoint's JSON metadata (the weights are saved as arrays)."""
+        return {"best_loss": None if self.best_epoch is None else self.best_loss, "best_epoch": self.best_epoch}
+
+    @classmethod
+    def from_meta(cls, meta: dict | None, best_state: list[np.ndarray] | None) -> EarlyStoppingState:
+        if not meta or meta.get("best_epoch") is None:
+            return cls()
+        return cls(float(meta["best_loss"]), int(meta["best_epoch"]), best_state)
+
+
 class NonFiniteLoss(TrainingError):
     """The loss became NaN or infinite; ``epoch`` is the first bad one (1-based)."""
 
@@ -95,20 +119,31 @@ def fit(
     validation: Batches | None = None,
     callbacks: FitCallbacks | None = None,
     history: History | None = None,
+    early_stopping: EarlyStoppingState | None = None,
 ) -> FitResult:
     """Train epochs ``plan.start_epoch + 1 .. plan.epochs``, validating every ``log_every``.
 
     Chunks end at every log and checkpoint epoch (absolute epoch numbers, so a resumed run
     stops at the same places). Between chunks the loop checks ``should_stop`` (Ctrl-C),
     non-finite losses and early stopping.
+
+    Args:
+        engine: the backend's compiled training and evaluation calls.
+        source: the training batches of each epoch.
+        plan: epochs, logging, checkpoints, early stopping.
+        validation: scored at every logged epoch (None: no validation).
+        callbacks: logged rows, progress, checkpoints, Ctrl-C.
+        history: the epochs run so far (resume); appended to in place.
+        early_stopping: early stopping's state so far (resume); updated in place, so the
+            ``on_checkpoint`` callback can save it.
     """
     callbacks = callbacks or FitCallbacks()
     history = history if history is not None else History()
+    stopping = early_stopping if early_stopping is not None else EarlyStoppingState()
     epoch = plan.start_epoch
     elapsed_before = history.elapsed[-1] if history.elapsed else 0.0
     started = time.perf_counter()
     epochs_per_call = max(1, engine.steps_per_call // source.steps_per_epoch)
-    best_loss, best_epoch, best_state = math.inf, None, None
     stopped = None
     window_start = epoch
     last_checkpoint = time.perf_counter()
@@ -143,9 +178,9 @@ def fit(
             window_start = epoch
             callbacks.on_log(record)
             if plan.early_stopping_patience and val_loss is not None:
-                if val_loss < best_loss - plan.early_stopping_min_delta:
-                    best_loss, best_epoch, best_state = val_loss, epoch, engine.state()
-                elif best_epoch is not None and epoch - best_epoch >= plan.early_stopping_patience:
+                if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
+                    stopping.best_loss, stopping.best_epoch, stopping.best_state = val_loss, epoch, engine.state()
+                elif stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience:
                     stopped = "early-stopping"
         if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
             callbacks.on_checkpoint(epoch, history)
@@ -153,9 +188,10 @@ def fit(
         if stopped:
             break
 
-    if stopped == "early-stopping" and best_state is not None:
-        engine.load_state(best_state)
-    return FitResult(history, epoch, stopped, best_epoch, time.perf_counter() - started)
+    # early stopping keeps the best weights, also when the epoch cap came first
+    if stopped != "interrupted" and stopping.best_state is not None and stopping.best_epoch != epoch:
+        engine.load_state(stopping.best_state)
+    return FitResult(history, epoch, stopped, stopping.best_epoch, time.perf_counter() - started)
 
 
 class RepeatsEngine(Protocol):

@@ -14,11 +14,11 @@ from .. import __version__, backend
 from ..config.schema import Config
 from ..config.variants import model_variant_name
 from ..data.prepare import TrainingData
-from ..device import DeviceInfo, draw_seed, seed_everything
+from ..device import DeviceInfo, draw_seed, seed_everything, spread_over
 from ..errors import UsageError
 from ..model.build import build_model
 from . import for_backend
-from .loop import FitCallbacks, FitPlan, FitResult, fit, fit_repeats
+from .loop import EarlyStoppingState, FitCallbacks, FitPlan, FitResult, fit, fit_repeats
 from .terms import steps_per_call
 
 ROWS_TO_LOG = 20  # default number of logged rows (and validation points) per run
@@ -55,9 +55,15 @@ class TrainingSession:
         self.masked = data.variable_length
         self.source = data.source(config.train.batch_size, seed)
         self.validation = data.validation_batches()
+        self.test = data.test_batches()
         batch = self.source.batch_size
         self.batch_shape = (batch, self.source.timesteps, data.spec.features)
-        self.jit_compile = use_xla(config.train.jit_compile, device.kind, batch, self.source.timesteps)
+        # several devices (train.devices): the first N of the selected kind, each step's batch split across them
+        self.device = device = spread_over(device, config.train.devices, batch)
+        if device.devices > 1:
+            TrainingEngine = self._engine_module.DataParallelEngine
+        per_device = batch // device.devices  # XLA's choice depends on the step each device runs
+        self.jit_compile = use_xla(config.train.jit_compile, device.kind, per_device, self.source.timesteps)
         self.engine = TrainingEngine(
             self.initial_model(seed),
             data.spec,
@@ -94,6 +100,7 @@ class TrainingSession:
 
     def restart(self, seed: int) -> None:
         """Reinitialise weights and optimizer for another seed, keeping the compiled calls."""
+        self._refuse_several_devices()
         self.seed = seed
         self.source = self.data.source(self.config.train.batch_size, seed)
         self.engine.reset(self.initial_model(seed))
@@ -115,22 +122,63 @@ class TrainingSession:
             early_stopping_min_delta=stopping.min_delta,
         )
 
-    def fit(self, on_log, on_progress, on_checkpoint, should_stop, start_epoch: int = 0, history=None) -> FitResult:
+    def fit(
+        self,
+        on_log,
+        on_progress,
+        on_checkpoint,
+        should_stop,
+        start_epoch: int = 0,
+        history=None,
+        early_stopping: EarlyStoppingState | None = None,
+    ) -> FitResult:
+        """Train from ``start_epoch`` (resume: with the saved ``history`` and ``early_stopping``
+        state, which the loop updates in place so checkpoints can save it)."""
         callbacks = FitCallbacks(on_log, on_progress, on_checkpoint, should_stop)
-        return fit(self.engine, self.source, self._plan(start_epoch), self.validation, callbacks, history)
+        plan = self._plan(start_epoch)
+        return fit(self.engine, self.source, plan, self.validation, callbacks, history, early_stopping)
 
     @property
     def trains_repeats_together(self) -> bool:
         """Whether the backend can train several repeats as one program (JAX: vmap)."""
         return hasattr(self._engine_module, "RepeatsEngine")
 
-    def fit_repeats(self, seeds: list[int], should_stop) -> list[FitResult]:
+    def fit_repeats(self, seeds: list[int], should_stop) -> tuple[list[FitResult], list[tuple[float, float]] | None]:
         """Train one run per seed, all at once (see :func:`~bilstm_cli.engine.loop.fit_repeats`):
-        each keeps its own initial weights, optimizer state and data stream."""
+        each keeps its own initial weights, optimizer state and data stream. Returns the results
+        and, with a test set, every run's test loss and accuracy."""
+        self._refuse_several_devices()
         initial_models = [self.initial_model(seed) for seed in seeds]
         engine = self._engine_module.RepeatsEngine(self.engine, initial_models)
         sources = [self.data.source(self.config.train.batch_size, seed) for seed in seeds]
-        return fit_repeats(engine, sources, self._plan(), self.validation, should_stop)
+        results = fit_repeats(engine, sources, self._plan(), self.validation, should_stop)
+        return results, engine.evaluate(self.test) if self.test is not None else None
+
+    def _refuse_several_devices(self) -> None:
+        """Repeats (compare) train on one device each: ``train.devices`` is for one ``train`` run."""
+        if self.device.devices > 1:
+            raise UsageError(
+                f"train.devices={self.device.devices} is for bilstm train; compare trains each run on one device",
+                "set train.devices=1 (compare.workers trains several runs at once)",
+            )
+
+    def retarget(self, config: Config) -> None:
+        """Train the next runs with ``config``, keeping the compiled calls. Only settings that do
+        not change the compiled program may differ (learning rate, epochs, log interval: see
+        :data:`bilstm_cli.compare.plan.SHARED_PROGRAM_KEYS`)."""
+        self.config = config
+        self.log_every = config.train.log_every or default_log_every(config.train.epochs)
+        self.engine.set_learning_rate(config.train.learning_rate)
+
+    def _test_metrics(self) -> dict[str, Any]:
+        scores = self.test_scores()
+        if scores is None:
+            return {}
+        return {"test_loss": scores[0], "test_accuracy": scores[1], "test_sequences": self.data.test.size}
+
+    def test_scores(self) -> tuple[float, float] | None:
+        """Loss and accuracy of the current weights on the test set, if there is one."""
+        return self.engine.evaluate(self.test) if self.test is not None else None
 
     def metrics(self, result: FitResult, compile_seconds: float, wall_seconds: float) -> dict[str, Any]:
         """What metrics.json records about a finished run."""
@@ -150,6 +198,7 @@ class TrainingSession:
                 "val_loss": final_val[0],
                 "val_accuracy": final_val[1],
                 "validation_sequences": self.data.validation.size if self.data.validation is not None else 0,
+                **self._test_metrics(),
             },
             "parameters": int(self.engine.model.count_params()),
             "device": {**self.device.to_dict(), "xla": self.jit_compile},

@@ -1,58 +1,88 @@
-"""A comparison's progress (one line per finished run) and its summary table and verdict."""
+"""A comparison for people: the plan, progress with an ETA (one line per finished run), the
+per-dataset tables with their verdicts, and the ranks across datasets."""
 
 from __future__ import annotations
 
 import math
+import time
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..engine.history import validation_points
 from ..stats.paired import ALPHA, MIN_REPEATS_FOR_TEST
 from .console import number, progress_bar, seconds, stderr_console
 
 
 class CompareReporter:
-    """Progress of a comparison: one line per finished (variant, repeat) run."""
+    """Progress of a comparison: the plan first, then one line per finished run with an ETA."""
 
     def __init__(self, mode: str, console: Console | None = None):
         self.mode = mode
         self.console = console or stderr_console()
         self._progress: Progress | None = None
         self._task = None
+        self._started = time.perf_counter()
+        self._total = self._done = self._finished_here = 0
+        self._workers = 1
 
     def message(self, text: str) -> None:
         if self.mode != "quiet":  # --json changes stdout only; people still read stderr
             (self._progress.console if self._progress else self.console).print(text)
 
-    def start(self, total: int, done: int, workers: int, config) -> None:
-        self.message(
-            f"comparing {', '.join(config.compare.variants)}: {config.compare.repeats} paired repeats x "
-            f"{config.train.epochs} epochs (seeds {config.train.seed}..{config.train.seed + config.compare.repeats - 1}"
-            f"), {workers} worker(s)" + (f"; {done} of {total} runs already done" if done else "")
+    def start(self, plan) -> None:
+        """Print what will run: datasets x variants x repeats, jobs (= compiles), seeds."""
+        self._total, self._done, self._workers = plan.total, plan.done, plan.workers
+        self._started = time.perf_counter()
+        shape = (
+            f"{_count(plan.datasets, 'dataset')} x {_count(plan.variants, 'variant')} x {plan.repeats} paired repeats"
         )
+        self.message(
+            f"plan: {shape} = {plan.total} runs in {plan.jobs} job(s) (one compile each), "
+            f"seeds {plan.seeds[0]}..{plan.seeds[1]}, {plan.workers} worker(s), executor {plan.executor}"
+            + (f"; {plan.done} already done" if plan.done else "")
+        )
+        self.message(f"  datasets: {', '.join(plan.datasets)}")
+        self.message(f"  variants: {', '.join(plan.variants)}")
         if self.mode == "rich":
             self._progress = progress_bar("runs", self.console)
-            self._task = self._progress.add_task("compare", total=total, completed=done)
+            self._task = self._progress.add_task("compare", total=plan.total, completed=plan.done)
             self._progress.start()
 
     def on_result(self, record: dict) -> None:
-        history = record["history"]
-        logged = validation_points(history)
-        last = logged[-1] if logged else -1
+        self._done += 1
+        self._finished_here += 1
+        final = record["final"]
+        where = f"{record['dataset']} / " if record.get("dataset") else ""
         self.message(
-            f"{record['variant']:>24} repeat {record['repeat']:>2} (seed {record['seed']}): "
-            f"val_loss {number(history['val_loss'][last])}  val_accuracy {number(history['val_accuracy'][last])}  "
-            f"{seconds(record['seconds'])}"
+            f"[{self._done}/{self._total}{self._eta()}] {where}{record['variant']} repeat {record['repeat']} "
+            f"(seed {record['seed']}): {final['split']} loss {number(final['loss'])}  "
+            f"accuracy {number(final['accuracy'])}  {seconds(record['seconds'])}"
         )
         if self._progress is not None:
             self._progress.advance(self._task)
+
+    def _eta(self) -> str:
+        """Time left, estimated from this session's finished runs (the first ones include compiles)."""
+        remaining = self._total - self._done
+        if not remaining or not self._finished_here:
+            return ""
+        per_run = (time.perf_counter() - self._started) / self._finished_here
+        return f", ETA {seconds(per_run * remaining)}"
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def _stat(value) -> str:
+    """A test statistic or p-value as text (``inf`` arrives as text: JSON has no infinity)."""
+    return value if isinstance(value, str) else "-" if value is None else f"{value:.3g}"
+
+
+def _count(names: list[str], noun: str) -> str:
+    return f"{len(names)} {noun}{'s' if len(names) != 1 else ''}"
 
 
 def _with_interval(mean: float, interval: list, digits: int = 4) -> str:
@@ -63,16 +93,31 @@ def _with_interval(mean: float, interval: list, digits: int = 4) -> str:
 
 
 def print_compare_summary(summary: dict, console: Console, wall_seconds: float | None = None) -> None:
+    """One table per dataset, then (with several datasets) the ranks across them."""
+    several = len(summary["datasets"]) > 1
+    for dataset in summary["datasets"]:
+        _print_dataset(dataset, summary, console, wall_seconds if not several else None, several)
+    if summary["across_datasets"] is not None:
+        _print_across(summary["across_datasets"], summary, console, wall_seconds)
+
+
+def _print_dataset(dataset: dict, summary: dict, console: Console, wall_seconds, several: bool) -> None:
     repeats = summary["repeats"]
-    title = f"{len(summary['variants'])} variants x {repeats} paired repeats x {summary['epochs']} epochs" + (
-        f" ({seconds(wall_seconds)})" if wall_seconds is not None else ""
+    split = dataset["split"]
+    epochs = dataset["epochs"]
+    epochs_text = f"{epochs:g}" if not isinstance(epochs, list) else "/".join(f"{e:g}" for e in epochs)
+    title = (
+        (f"{dataset['dataset']}: " if several or dataset["dataset"] != "generated" else "")
+        + f"{len(dataset['variants'])} variants x {repeats} paired repeats x {epochs_text} epochs, "
+        + f"scores on the {split} split"
+        + (f" ({seconds(wall_seconds)})" if wall_seconds is not None else "")
     )
     threshold = summary["accuracy_threshold"]
     table = Table(
         "rank",
         "variant",
-        "val loss",
-        "val accuracy",
+        f"{split} loss",
+        f"{split} accuracy",
         "val loss AUC",
         f"epochs to {threshold:g}",
         "p vs best",
@@ -81,7 +126,7 @@ def print_compare_summary(summary: dict, console: Console, wall_seconds: float |
     )
     for column in table.columns[2:]:
         column.justify = "right"
-    for row in summary["variants"]:
+    for row in dataset["variants"]:
         reached = row["threshold_reached"]
         epochs = row["epochs_to_threshold"]
         count = f"({reached}/{row['repeats']})"
@@ -93,26 +138,57 @@ def print_compare_summary(summary: dict, console: Console, wall_seconds: float |
         table.add_row(
             str(row["rank"]),
             row["variant"],
-            _with_interval(row["val_loss"], row["val_loss_ci"]),
-            _with_interval(row["val_accuracy"], row["val_accuracy_ci"]),
+            _with_interval(row["loss"], row["loss_ci"]),
+            _with_interval(row["accuracy"], row["accuracy_ci"]),
             _with_interval(row["auc_val_loss"], row["auc_val_loss_ci"]),
             speed,
             p_text,
         )
     console.print(table)
+    metric = summary["metric"]
     notes = [
-        "val loss / accuracy: final validation scores; ± is the half-width of the 95% t confidence interval"
+        f"{split} loss / accuracy: final scores on the {split} split; ± is the half-width of the 95% t interval"
         if repeats > 1
         else "one repeat: no confidence intervals and no test",
         "val loss AUC: mean validation loss over training (lower = learns faster)",
         f"epochs to {threshold:g}: median epochs to reach that validation accuracy (runs that never do count as never)",
-        f"p vs best: paired Wilcoxon signed-rank test on final validation loss, Holm-adjusted; * = p < {ALPHA:g}",
+        f"p vs best: paired Wilcoxon signed-rank test on the final {split} {metric}, Holm-adjusted; * = p < {ALPHA:g}",
     ]
-    if summary["underpowered"] and repeats > 1:
+    if dataset["underpowered"] and repeats > 1:
         notes.append(
             f"with {repeats} repeats the Wilcoxon test is underpowered "
             f"(needs {MIN_REPEATS_FOR_TEST}+ to reach p < {ALPHA:g})"
         )
     for note in notes:
         console.print(f"[dim]{note}[/dim]")
-    console.print(f"verdict: {summary['verdict']}")
+    console.print(f"verdict{' on ' + dataset['dataset'] if several else ''}: {dataset['verdict']}")
+
+
+def _print_across(across: dict, summary: dict, console: Console, wall_seconds) -> None:
+    datasets = across["datasets"]
+    metric = summary["metric"]
+    title = f"ranks across {len(datasets)} datasets (final {metric}, 1 = best)" + (
+        f" ({seconds(wall_seconds)})" if wall_seconds is not None else ""
+    )
+    table = Table("variant", "average rank", *datasets, title=title, title_justify="left")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for name, rank in across["average_ranks"].items():
+        cells = [f"{across['ranks'][d][name]:g} ({number(across['scores'][d][name], 3)})" for d in datasets]
+        table.add_row(name, f"{rank:.2f}", *cells)
+    console.print(table)
+    friedman = across["friedman"]
+    if friedman["reason"]:
+        console.print(f"[dim]Friedman test not computed: {friedman['reason']}[/dim]")
+    else:
+        console.print(
+            f"[dim]Friedman chi2 = {_stat(friedman['chi2'])} (p = {_stat(friedman['p_value'])}); Iman-Davenport "
+            f"F({friedman['f_df'][0]}, {friedman['f_df'][1]}) = {_stat(friedman['iman_davenport_f'])} "
+            f"(p = {_stat(friedman['f_p_value'])}); cells: rank (mean {metric}); splits: "
+            + ", ".join(f"{d} {s}" for d, s in across["splits"].items())
+            + "[/dim]"
+        )
+    if across["cliques"]:
+        groups = "; ".join("{" + ", ".join(clique) + "}" for clique in across["cliques"])
+        console.print(f"[dim]not significantly different (Wilcoxon-Holm, alpha {ALPHA:g}): {groups}[/dim]")
+    console.print(f"verdict across datasets: {across['verdict']}")

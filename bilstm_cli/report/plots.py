@@ -58,15 +58,15 @@ def plot_history(history, path: Path, title: str) -> None:
 def plot_comparison(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
     """Mean validation loss per variant with a 95% band, raw training loss faintly behind.
 
-    ``curves[variant]`` holds ``epochs`` (E,), ``train_loss`` (R, E), ``val_epochs`` (V,),
-    ``val_mean``, ``val_low``, ``val_high`` (V,).
+    ``curves[variant]`` holds ``train`` (one ``(epochs, loss)`` pair per repeat), ``val_epochs``
+    (V,), ``val_mean``, ``val_low``, ``val_high`` (V,).
     """
     figure, axis = _figure(9, 5)
     colours = [f"C{i}" for i in range(10)]
     for index, (variant, curve) in enumerate(curves.items()):
         colour = colours[index % len(colours)]
-        for repeat_loss in curve["train_loss"]:
-            axis.plot(curve["epochs"], repeat_loss, color=colour, alpha=0.07, linewidth=0.6)
+        for epochs, loss in curve["train"]:
+            axis.plot(epochs, loss, color=colour, alpha=0.07, linewidth=0.6)
         axis.plot(curve["val_epochs"], curve["val_mean"], color=colour, linewidth=2, label=variant)
         if np.isfinite(curve["val_low"]).all():
             axis.fill_between(curve["val_epochs"], curve["val_low"], curve["val_high"], color=colour, alpha=0.2)

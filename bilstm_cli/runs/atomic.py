@@ -1,7 +1,9 @@
 """Atomic file writes: a temporary file in the same folder, then a rename.
 
 An interrupted or failed write never leaves a half-written file under the final name, and
-never destroys the previous version of that file.
+never destroys the previous version of that file. The data is flushed to disk before the
+rename, and the folder after it: a rename lives in the folder's own entries, so without the
+second flush a power cut shortly after the write could bring back the previous file (or none).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield temporary_path
         _fsync(temporary_path)
         os.replace(temporary_path, target)
+        fsync_directory(target.parent)
     finally:
         if temporary_path.exists():
             temporary_path.unlink()
@@ -58,3 +61,20 @@ def write_text(path: str | Path, text: str) -> None:
 def _fsync(path: Path) -> None:
     with contextlib.suppress(OSError), open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a folder's entries (renames, new files) to disk.
+
+    Best effort: some systems cannot open a folder for reading (Windows) or sync one (some
+    network file systems); the rename has happened either way, only its durability differs.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -9,14 +9,17 @@ A run directory holds everything needed to reproduce or reuse a run::
     metrics.json     final metrics, seed, device, versions, timings
     history.png      loss and accuracy curves
     checkpoint.npz   weights, optimizer state, epoch and history, for --resume
+    tensorboard/     TensorBoard event files (unless output.tensorboard is false)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config.resolve import resolve_config
 from ..config.schema import Config, OutputConfig
@@ -30,6 +33,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 PLOT = "history.png"
 CHECKPOINT = "checkpoint.npz"
+TENSORBOARD = "tensorboard"
 MARKER = ".bilstm-run"  # written when bilstm creates a directory: what --force may replace
 
 
@@ -42,28 +46,79 @@ def run_directory(output: OutputConfig, tag: str, explicit: str | None = None) -
 
 
 def prepare_run_directory(path: Path, overwrite: bool) -> Path:
-    """Create ``path`` for a new run; refuse an existing one unless ``overwrite``.
+    """Claim ``path`` for a new run; refuse an existing one unless ``overwrite``.
 
-    ``overwrite`` only ever deletes a directory that bilstm created (it holds the marker file
-    ``.bilstm-run``), never an unrelated folder that happens to have the same name.
+    The claim is the exclusive creation of the marker file ``.bilstm-run`` (``O_CREAT |
+    O_EXCL``): of several processes given the same directory at the same moment exactly one
+    creates it and the others are refused. (Checking first and creating after would let
+    both through.) ``overwrite`` only ever deletes a directory that bilstm created (it holds
+    the marker), never an unrelated folder that happens to have the same name.
+
+    Args:
+        path: the run directory; its parents are created as needed.
+        overwrite: replace a previous run in ``path`` (``--force``).
+
+    Raises:
+        UsageError: ``path`` is a file, holds another run (or was claimed a moment ago by
+            another process), holds files bilstm did not make, or cannot be written.
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is a file, not a run directory")
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise UsageError(
-                f"run directory {path} already exists",
-                "pass --force to replace it, --name or --out to choose another, or --resume to continue it",
-            )
-        if not (path / MARKER).exists():
-            raise UsageError(f"{path} is not empty and was not made by bilstm; refusing to replace it")
-        shutil.rmtree(path)
+    if overwrite and (path / MARKER).exists():
+        _delete_previous_run(path)
+    elif _holds_files(path):  # refused without writing into it (checked again after the claim)
+        _refuse_existing(path, overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        (path / MARKER).write_text("made by bilstm; `--force` may replace this directory\n")
+        claimed = _create_marker(path)
     except OSError as exc:
         raise UsageError(f"cannot write to {path}: {exc.strerror}", "choose a writable folder with --out") from None
-    return path
+    if claimed and not [entry for entry in os.listdir(path) if entry != MARKER]:
+        return path
+    if claimed:  # files appeared between the check and the claim: give the folder back
+        (path / MARKER).unlink()
+    _refuse_existing(path, overwrite)
+
+
+def _holds_files(path: Path) -> bool:
+    return path.is_dir() and any(True for _ in path.iterdir())
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> NoReturn:
+    if overwrite and not (path / MARKER).exists():
+        raise UsageError(f"{path} is not empty and was not made by bilstm; refusing to replace it")
+    raise UsageError(
+        f"run directory {path} already exists",
+        "pass --force to replace it, --name or --out to choose another, or --resume to continue it",
+    )
+
+
+def _create_marker(path: Path) -> bool:
+    """Create ``path/.bilstm-run`` if nobody has; whether this call created it."""
+    try:
+        descriptor = os.open(path / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as marker:
+        marker.write("made by bilstm; `--force` may replace this directory\n")
+    return True
+
+
+def _delete_previous_run(path: Path) -> None:
+    """Move a previous run out of the way in one rename, then delete it.
+
+    After the rename the name is free, so the claim that follows races fairly with any
+    other process, and an interruption while deleting leaves no half-deleted run under the
+    run's name (only a hidden ``.NAME.replaced-*`` folder beside it).
+    """
+    aside = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another process set it aside first; the claim decides who runs
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot replace {path}: {exc.strerror}") from None
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def save_config(path: Path, config: Config) -> None:

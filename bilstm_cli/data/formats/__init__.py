@@ -55,6 +55,6 @@ def sniff_format(head: bytes) -> str:
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte-order mark is not content
     if text.startswith(b"{"):
         return "jsonl"
-    if text.startswith((b"@", b"#")):
+    if text.startswith((b"@", b"#", b"%")):
         return "ts"
     return "csv"

@@ -92,6 +92,8 @@ def read(text: str, where: str, task: str | None) -> Dataset:
         if missing.any():
             raise DataError(f"{where}, line {int(np.argmax(missing)) + 2}: column 'y' is empty")
         labels, classes = _encode_column(frame["y"], where)
+        if task is None and _one_label_per_sequence(labels, codes, count):
+            task = SEQUENCE  # auto: a label repeated on every step of its sequence is the sequence's label
         if task == SEQUENCE:
             y = _sequence_labels(labels, codes, sequence_ids, where, count)
         else:
@@ -152,6 +154,14 @@ def _encode_column(column, where: str) -> tuple[np.ndarray, list[str] | None]:
             )
         return values.astype(np.int64), None
     return encode_labels([v.strip() if isinstance(v, str) else v for v in column.to_numpy()], where)
+
+
+def _one_label_per_sequence(labels: np.ndarray, codes: np.ndarray, count: int) -> bool:
+    """Whether every sequence carries a single label on all its rows (and some sequence has
+    more than one row: a one-step file says nothing either way, and stays per step)."""
+    first = np.full(count, -1, dtype=np.int64)
+    first[codes[::-1]] = labels[::-1]  # each sequence's label on its first row
+    return bool(np.all(first[codes] == labels)) and len(labels) > count
 
 
 def _sequence_labels(labels: np.ndarray, codes: np.ndarray, ids: np.ndarray, where: str, count: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 A small reader instead of sktime/aeon: those pull in far more than one parser. Supported:
 
-    # comments
+    # comments (the archive's own tools also accept % comments)
     @problemName BasicMotions
     @timeStamps false
     @missing false
@@ -15,9 +15,10 @@ A small reader instead of sktime/aeon: those pull in far more than one parser. S
     0.1,0.2,0.3:1.0,1.1,1.2:walk        <- dimensions separated by ':', the label last
 
 Variable-length series are padded and masked; multivariate series become features.
-``@timeStamps true`` data is refused (rare in the archive). Missing values (``?``) are
-reported as errors: impute them first. Labels are the names declared in ``@classLabel``, in
-that order.
+``@timeStamps true`` data is refused (rare in the archive), and so are regression files
+(``@targetLabel true``: bilstm classifies). Missing values (``?``) are errors naming the line
+and dimension: impute them first (a silent imputation would change the data behind the
+user's back). Labels are the names declared in ``@classLabel``, in that order.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...errors import DataError
 from ..dataset import Dataset, pad_sequences
 
 _BOOLEAN_TAGS = ("@timestamps", "@missing", "@univariate", "@equallength")
+_COMMENTS = ("#", "%")
 
 
 def read(text: str, where: str) -> Dataset:
@@ -39,7 +41,7 @@ def read(text: str, where: str) -> Dataset:
     data_start = None
     for number, raw_line in enumerate(lines, start=1):
         line = raw_line.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(_COMMENTS):
             continue
         if not line.startswith("@"):
             raise DataError(f"{where}, line {number}: expected a header line starting with '@' before @data")
@@ -66,7 +68,14 @@ def read(text: str, where: str) -> Dataset:
             if class_names and len(set(class_names)) != len(class_names):
                 repeated = next(name for name in class_names if class_names.count(name) > 1)
                 raise DataError(f"{where}, line {number}: @classLabel lists {repeated!r} more than once")
-        elif tag in ("@problemname", "@targetlabel"):
+        elif tag == "@targetlabel":
+            if _boolean(rest.split()[0] if rest else "", tag, where, number):
+                raise DataError(
+                    f"{where}, line {number}: @targetLabel true: this is a regression file (a number to predict "
+                    "per series), and bilstm trains classifiers",
+                    "use a classification file (@classLabel true with class names)",
+                )
+        elif tag == "@problemname":
             header[tag] = rest
         else:
             raise DataError(f"{where}, line {number}: unknown header {tag!r}")
@@ -79,7 +88,7 @@ def read(text: str, where: str) -> Dataset:
     dimensions = header.get("@dimensions")
     for number, raw_line in enumerate(lines[data_start:], start=data_start + 1):
         line = raw_line.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(_COMMENTS):
             continue
         parts = line.split(":")
         if has_labels:

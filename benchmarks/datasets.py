@@ -1,0 +1,144 @@
+"""`make bench-datasets`: bilstm on real UEA/UCR archive files, against a plain Keras BiLSTM.
+
+For each dataset (fetched by benchmarks/fetch_datasets.py from the pinned aeon wheel into
+benchmarks/.data/): train `bilstm train --data TRAIN.ts` (a real subprocess of the CLI) with the
+flags in RECIPE, score it with `bilstm evaluate RUN --data TEST.ts --json`, and run
+benchmarks/keras_baseline.py (BiLSTM-64, Adam 1e-3, standardised, 60 epochs) on the same files.
+Prints a Markdown table and writes benchmarks/datasets.json. Seconds are the wall time of the
+whole subprocess, start-up, TensorFlow import and compilation included: `bilstm train` for
+bilstm (not its evaluate call), the one baseline process (fit + test) for Keras.
+
+Usage: python benchmarks/datasets.py [--seeds N] [--data-dir DIR] [--only NAME ...] [--with-jv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+
+# Extra flags for `bilstm train --data FILE`: none, since the dataset recipe became the default.
+RECIPE: list[str] = []  # the recipe is bilstm's default for dataset files (bilstm_cli/config/recipe.py)
+
+DATASETS = ["BasicMotions", "ArrowHead", "OSULeaf"]
+EXTRA = ["JapaneseVowels"]  # variable length, 12 features: with --with-jv
+
+
+def run(command: list[str]) -> tuple[float, str]:
+    """Run a command from the repository root; (wall seconds, stdout). Fails loudly."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr[-3000:]}")
+    return wall, result.stdout
+
+
+def shape(train: Path, test: Path) -> dict:
+    sys.path.insert(0, str(HERE))
+    from keras_baseline import read_ts
+
+    train_x, train_y, classes = read_ts(str(train))
+    test_x, _, _ = read_ts(str(test), classes)
+    lengths = sorted({len(s) for s in train_x + test_x})
+    return {
+        "train": len(train_x),
+        "test": len(test_x),
+        "length": lengths[0] if len(lengths) == 1 else [lengths[0], lengths[-1]],
+        "features": int(train_x[0].shape[1]),
+        "classes": len(classes),
+        "fixed_length": len(lengths) == 1,
+    }
+
+
+def shape_text(s: dict) -> str:
+    length = s["length"] if s["fixed_length"] else f"{s['length'][0]}-{s['length'][1]} (var)"
+    return f"{s['train']}/{s['test']} x T={length} x F={s['features']}, {s['classes']} classes"
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="bilstm vs a plain Keras BiLSTM on UEA/UCR .ts files")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 1..N per dataset and model (default 1)")
+    parser.add_argument("--data-dir", type=Path, default=HERE / ".data", help="dataset cache (fetch_datasets.py)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these datasets only")
+    parser.add_argument("--with-jv", action="store_true", help="also JapaneseVowels (variable length)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Keras baseline")
+    args = parser.parse_args()
+    names = args.only or DATASETS + (EXTRA if args.with_jv else [])
+    seeds = list(range(1, args.seeds + 1))
+
+    run([PYTHON, str(HERE / "fetch_datasets.py"), "--dest", str(args.data_dir), *names])
+    work = Path(tempfile.mkdtemp(prefix="bilstm-bench-datasets-"))
+    started = time.perf_counter()
+    rows = []
+    for name in names:
+        train, test = args.data_dir / name / f"{name}_TRAIN.ts", args.data_dir / name / f"{name}_TEST.ts"
+        row = {"dataset": name, "shape": shape(train, test), "bilstm": [], "baseline": []}
+        for seed in seeds:
+            out = work / f"{name}-{seed}"
+            command = [PYTHON, "-m", "bilstm_cli", "train", "--data", str(train), *RECIPE]
+            command += ["--seed", str(seed), "--out", str(out), "--quiet"]
+            wall, _ = run(command)
+            metrics = json.loads((out / "metrics.json").read_text())
+            _, scored = run([PYTHON, "-m", "bilstm_cli", "evaluate", str(out), "--data", str(test), "--json"])
+            score = json.loads(scored)
+            row["bilstm"].append({
+                "seed": seed, "accuracy": score["accuracy"], "seconds": round(wall, 2),
+                "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+                "stopped": metrics["stopped"], "command": " ".join(["bilstm", *command[3:]]),
+            })  # fmt: skip
+            print(f"{name} seed {seed}: bilstm {score['accuracy']:.3f} in {wall:.1f}s "
+                  f"({metrics['epochs_run']} epochs, best {metrics['best_epoch']})", file=sys.stderr)  # fmt: skip
+            if not args.no_baseline:
+                baseline = [PYTHON, str(HERE / "keras_baseline.py"), str(train), str(test), "--seed", str(seed)]
+                wall, printed = run([*baseline, "--json"])
+                result = json.loads(printed.strip().splitlines()[-1])
+                row["baseline"].append({"seed": seed, "accuracy": result["accuracy"], "seconds": round(wall, 2)})
+                print(f"{name} seed {seed}: baseline {result['accuracy']:.3f} in {wall:.1f}s", file=sys.stderr)
+        rows.append(row)
+
+    lines = [
+        "| dataset | shape (train/test x T x F) | bilstm | baseline | bilstm s | baseline s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        b, k = row["bilstm"], row["baseline"]
+        k_accuracy = mean_sd([r["accuracy"] for r in k]) if k else "-"
+        k_seconds = f"{statistics.mean(r['seconds'] for r in k):.1f}" if k else "-"
+        lines.append(
+            f"| {row['dataset']} | {shape_text(row['shape'])} | {mean_sd([r['accuracy'] for r in b])} "
+            f"| {k_accuracy} | {statistics.mean(r['seconds'] for r in b):.1f} | {k_seconds} |"
+        )
+    print("\n".join(lines))
+    total = time.perf_counter() - started
+    print(f"\n{len(seeds)} seed(s); seconds: wall time per subprocess on {os.cpu_count()} CPU(s); total {total:.0f}s")
+    result = {
+        "recipe": RECIPE,
+        "seeds": seeds,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "total_seconds": round(total, 1),
+        "datasets": rows,
+    }
+    (HERE / "datasets.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

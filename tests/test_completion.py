@@ -1,0 +1,107 @@
+"""Shell completion: file and folder arguments, --device, --backend and comma lists complete;
+the scripts users eval come out of ``_BILSTM_COMPLETE=<shell>_source bilstm``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+from click.shell_completion import ShellComplete
+
+from bilstm_cli.cli import main
+from bilstm_cli.config.vocabulary import MODEL_VARIANTS
+from bilstm_cli.options import complete_modes, complete_variants
+
+
+def completions(args: list[str], incomplete: str, command: click.Command = main) -> list[tuple[str, str]]:
+    """(type, value) of what <Tab> offers after ``bilstm ARGS INCOMPLETE``."""
+    completer = ShellComplete(command, {}, "bilstm", "_BILSTM_COMPLETE")
+    return [(item.type, item.value) for item in completer.get_completions(args, incomplete)]
+
+
+@pytest.mark.parametrize(
+    ("args", "kind"),
+    [
+        (["train", "--data"], "file"),
+        (["train", "--val-data"], "file"),
+        (["train", "--config"], "file"),
+        (["train", "--out"], "dir"),
+        (["train", "--resume"], "dir"),
+        (["evaluate"], "file"),  # a run directory or a .keras file: the shell lists both
+        (["evaluate", "runs/x", "--data"], "file"),
+        (["predict"], "file"),
+        (["predict", "runs/x"], "file"),
+        (["generate", "-o"], "file"),
+        (["config", "validate"], "file"),
+        (["export"], "file"),
+        (["export", "runs/x", "-o"], "file"),
+        (["compare", "--out"], "dir"),
+        (["compare", "--resume"], "dir"),
+    ],
+)
+def test_paths_complete_as_files_or_folders(args, kind):
+    assert completions(args, "ru") == [(kind, "ru")]  # the shell then lists matching paths
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "compare"])
+def test_device_and_backend_values(command):
+    assert [value for _, value in completions([command, "--device"], "")][:4] == ["auto", "cpu", "gpu", "gpu:0"]
+    assert completions([command, "--device"], "c") == [("plain", "cpu")]
+    assert completions([command, "--backend"], "j") == [("plain", "jax")]
+
+
+def test_export_format_values():
+    assert [value for _, value in completions(["export", "runs/x", "--format"], "")] == ["savedmodel", "onnx"]
+
+
+@click.command()
+@click.option("--variants", shell_complete=complete_variants)
+@click.option("--modes", shell_complete=complete_modes)
+def comma_lists(variants, modes):
+    """A stand-in command for the comma-list callbacks."""
+
+
+def test_comma_list_completes_the_last_part_and_keeps_the_rest():
+    assert [v for _, v in completions(["--variants"], "", comma_lists)] == list(MODEL_VARIANTS)
+    assert [v for _, v in completions(["--variants"], "bilstm-", comma_lists)] == [
+        "bilstm-concat",
+        "bilstm-sum",
+        "bilstm-mul",
+        "bilstm-ave",
+    ]
+    assert [v for _, v in completions(["--variants"], "lstm-forward,bilstm-s", comma_lists)] == [
+        "lstm-forward,bilstm-sum"
+    ]
+    after_comma = [v for _, v in completions(["--variants"], "lstm-forward,", comma_lists)]
+    assert "lstm-forward,bilstm-ave" in after_comma and "lstm-forward,lstm-forward" not in after_comma
+    assert [v for _, v in completions(["--modes"], "sum,m", comma_lists)] == ["sum,mul"]
+    assert completions(["--variants"], "gru", comma_lists) == []
+
+
+def bilstm(env: dict[str, str], *args: str) -> str:
+    """``python -m bilstm_cli`` with a completion request in the environment."""
+    environment = {**os.environ, **env}
+    result = subprocess.run([sys.executable, "-m", "bilstm_cli", *args], env=environment, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o nosort -F _bilstm_completion bilstm"), ("zsh", "#compdef bilstm"), ("fish", "complete")],
+)
+def test_completion_scripts(shell, marker):
+    script = bilstm({"_BILSTM_COMPLETE": f"{shell}_source"})
+    assert marker in script and "_BILSTM_COMPLETE" in script
+
+
+def test_a_bash_completion_request():
+    reply = bilstm({"_BILSTM_COMPLETE": "bash_complete", "COMP_WORDS": "bilstm train --device gpu:", "COMP_CWORD": "3"})
+    assert reply.splitlines()[0] == "plain,gpu:0"
+
+
+def test_python_m_shows_the_program_name():
+    assert bilstm({}, "--help").startswith("Usage: bilstm [OPTIONS] COMMAND")
