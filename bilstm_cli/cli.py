@@ -21,6 +21,8 @@ from .config.vocabulary import MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
 from .options import (
     backend_option,
+    complete_modes,
+    complete_variants,
     config_options,
     device_option,
     file_path,
@@ -332,8 +334,10 @@ def predict(target, input_path, output_format, input_format, backend, device):
 
 @main.command()
 @config_options
-@click.option("--variants", help=f"Comma-separated, from: {', '.join(MODEL_VARIANTS)}.")
-@click.option("--modes", help="Shorthand for BiLSTM variants, e.g. sum,mul,ave,concat.")
+@click.option(
+    "--variants", shell_complete=complete_variants, help=f"Comma-separated, from: {', '.join(MODEL_VARIANTS)}."
+)
+@click.option("--modes", shell_complete=complete_modes, help="Shorthand for BiLSTM variants, e.g. sum,mul,ave,concat.")
 @click.option(
     "--vary",
     multiple=True,

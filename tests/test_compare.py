@@ -136,3 +136,21 @@ def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
     two = json.loads(cli(*common, "--workers", "2", "--out", tmp_path / "two").stdout)
     losses = [[r["loss"] for r in summary["datasets"][0]["variants"]] for summary in (one, two)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+
+def test_one_tensorboard_run_per_repeat_matches_the_curves(comparison):
+    from .tensorboard_events import read_run
+
+    out, _, _ = comparison
+    runs = sorted(p.parent for p in (out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert [p.relative_to(out / "tensorboard").as_posix() for p in runs] == [
+        f"generated/{variant}/repeat-{r:03d}" for variant in ("bilstm-sum", "lstm-forward") for r in range(6)
+    ]
+    curves = pd.read_csv(out / "curves.csv")
+    scalars, texts = read_run(out / "tensorboard" / "generated" / "bilstm-sum" / "repeat-004")
+    expected = curves[(curves.variant == "bilstm-sum") & (curves.repeat == 4)]
+    assert sorted(scalars["loss"]) == expected["epoch"].tolist()
+    np.testing.assert_allclose([scalars["loss"][e] for e in expected["epoch"]], expected["loss"], rtol=1e-5)
+    logged = expected.dropna(subset=["val_loss"])
+    np.testing.assert_allclose([scalars["val_loss"][e] for e in logged["epoch"]], logged["val_loss"], rtol=1e-5)
+    assert any("merge: sum" in text for text in texts.values())  # the run's own config

@@ -13,7 +13,6 @@ from click.shell_completion import ShellComplete
 
 from bilstm_cli.cli import main
 from bilstm_cli.config.vocabulary import MODEL_VARIANTS
-from bilstm_cli.options import complete_modes, complete_variants
 
 
 def completions(args: list[str], incomplete: str, command: click.Command = main) -> list[tuple[str, str]]:
@@ -57,28 +56,21 @@ def test_export_format_values():
     assert [value for _, value in completions(["export", "runs/x", "--format"], "")] == ["savedmodel", "onnx"]
 
 
-@click.command()
-@click.option("--variants", shell_complete=complete_variants)
-@click.option("--modes", shell_complete=complete_modes)
-def comma_lists(variants, modes):
-    """A stand-in command for the comma-list callbacks."""
-
-
 def test_comma_list_completes_the_last_part_and_keeps_the_rest():
-    assert [v for _, v in completions(["--variants"], "", comma_lists)] == list(MODEL_VARIANTS)
-    assert [v for _, v in completions(["--variants"], "bilstm-", comma_lists)] == [
+    assert [v for _, v in completions(["compare", "--variants"], "")] == list(MODEL_VARIANTS)
+    assert [v for _, v in completions(["compare", "--variants"], "bilstm-")] == [
         "bilstm-concat",
         "bilstm-sum",
         "bilstm-mul",
         "bilstm-ave",
     ]
-    assert [v for _, v in completions(["--variants"], "lstm-forward,bilstm-s", comma_lists)] == [
+    assert [v for _, v in completions(["compare", "--variants"], "lstm-forward,bilstm-s")] == [
         "lstm-forward,bilstm-sum"
     ]
-    after_comma = [v for _, v in completions(["--variants"], "lstm-forward,", comma_lists)]
+    after_comma = [v for _, v in completions(["compare", "--variants"], "lstm-forward,")]
     assert "lstm-forward,bilstm-ave" in after_comma and "lstm-forward,lstm-forward" not in after_comma
-    assert [v for _, v in completions(["--modes"], "sum,m", comma_lists)] == ["sum,mul"]
-    assert completions(["--variants"], "gru", comma_lists) == []
+    assert [v for _, v in completions(["compare", "--modes"], "sum,m")] == ["sum,mul"]
+    assert completions(["compare", "--variants"], "gru") == []
 
 
 def bilstm(env: dict[str, str], *args: str) -> str:

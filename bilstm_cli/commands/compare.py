@@ -17,6 +17,7 @@ from ..compare.outputs import write_outputs
 from ..compare.plan import (
     CONFIGS,
     RESULTS,
+    TENSORBOARD,
     check_file_names,
     dataset_config,
     missing_runs,
@@ -30,9 +31,10 @@ from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, recorded_variants
 from ..data.prepare import prepare_training_data, read_files
 from ..engine.session import recordable
-from ..errors import Interrupted
-from ..runs import atomic, directory
+from ..errors import Interrupted, UsageError
+from ..runs import atomic, directory, stdin_data
 from ..runs.files import write_json
+from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
 
 
@@ -80,6 +82,12 @@ def run_compare(
     """
     started = time.perf_counter()
     backend.select(config.train.backend)
+    stdin_data.require_data(config.data)  # a config whose data came from stdin would train on the generator
+    if config.train.devices > 1:
+        raise UsageError(
+            f"train.devices={config.train.devices} is for bilstm train; compare trains each run on one device",
+            "remove train.devices, and use compare.workers or --executor ray for parallel runs",
+        )
     if resume is None:
         config = recordable(config)
         config.compare.variants = recorded_variants(variants)
@@ -127,7 +135,12 @@ def run_compare(
         reporter.start(plan)
 
         def record_result(record: dict) -> None:
-            write_json(result_path(out_dir, record["dataset"], record["variant"], record["repeat"]), record)
+            dataset, variant, repeat = record["dataset"], record["variant"], record["repeat"]
+            write_json(result_path(out_dir, dataset, variant, repeat), record)
+            if config.output.tensorboard:  # one TensorBoard run per (dataset, variant, repeat)
+                settings = run_configs[(dataset, variant)]
+                events = out_dir / TENSORBOARD / slug(dataset) / slug(variant) / f"repeat-{repeat:03d}"
+                write_history_events(events, record["history"], settings.train.learning_rate, settings.to_yaml())
             reporter.on_result(record)
 
         notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"

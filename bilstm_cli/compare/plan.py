@@ -25,6 +25,7 @@ from ..errors import UsageError
 
 RESULTS = "results"
 CONFIGS = "configs"
+TENSORBOARD = "tensorboard"
 GENERATED = "generated"  # the name of the built-in task as a dataset
 # Settings that change what a run computes but not the compiled program: runs that differ only
 # in these share one engine (the learning rate is an optimizer variable, epochs a loop bound).

@@ -294,9 +294,12 @@ class RepeatsEngine:
         initial_models: one freshly initialised model per repeat.
     """
 
-    def __init__(self, engine: TrainingEngine, initial_models: Sequence[keras.Model]):
+    def __init__(
+        self, engine: TrainingEngine, initial_models: Sequence[keras.Model], steps_per_call: int | None = None
+    ):
         self.engine = engine
-        self.steps_per_call = engine.steps_per_call
+        # R runs' data in one call: the caller lowers the steps per call to keep the memory bound
+        self.steps_per_call = steps_per_call or engine.steps_per_call
         self.repeats = len(initial_models)
         program = engine._program
         states = []

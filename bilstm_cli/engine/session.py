@@ -149,7 +149,10 @@ class TrainingSession:
         and, with a test set, every run's test loss and accuracy."""
         self._refuse_several_devices()
         initial_models = [self.initial_model(seed) for seed in seeds]
-        engine = self._engine_module.RepeatsEngine(self.engine, initial_models)
+        window = steps_per_call(
+            self.source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(seeds)
+        )  # R runs' batches go into each call: the same memory bound as one run
+        engine = self._engine_module.RepeatsEngine(self.engine, initial_models, min(window, self.engine.steps_per_call))
         sources = [self.data.source(self.config.train.batch_size, seed) for seed in seeds]
         results = fit_repeats(engine, sources, self._plan(), self.validation, should_stop)
         return results, engine.evaluate(self.test) if self.test is not None else None

@@ -37,8 +37,13 @@ def batch_terms(spec: ModelSpec, y, predictions, mask, weight):
     return ops.sum(losses * weight), ops.sum(mask), ops.sum(hits * mask)
 
 
-def steps_per_call(steps_per_epoch: int, epochs_per_log: int, batch_size: int, timesteps: int, features: int) -> int:
-    """Steps per compiled call: one log window if it fits the memory and step caps."""
-    step_bytes = batch_size * timesteps * max(features, 1) * 4 * 2
+def steps_per_call(
+    steps_per_epoch: int, epochs_per_log: int, batch_size: int, timesteps: int, features: int, runs: int = 1
+) -> int:
+    """Steps per compiled call: one log window if it fits the memory and step caps.
+
+    ``runs``: runs trained together in one call (vectorised repeats), each with its own data.
+    """
+    step_bytes = batch_size * timesteps * max(features, 1) * 4 * 2 * max(runs, 1)
     by_memory = max(1, MAX_CALL_BYTES // step_bytes)
     return int(max(1, min(steps_per_epoch * epochs_per_log, MAX_STEPS_PER_CALL, by_memory)))
