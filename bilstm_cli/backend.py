@@ -46,6 +46,9 @@ def select(requested: str | None = None) -> str:
             "run the command in a new process",
         )
     _selected = name
+    # child processes (compare's workers) import Keras before they read their config: they
+    # must inherit the choice, or they would load the default backend first
+    os.environ[ENVIRONMENT_VARIABLE] = name
     return name
 
 

@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -148,45 +148,52 @@ def fit(
     window_start = epoch
     last_checkpoint = time.perf_counter()
 
-    while epoch < plan.epochs:
-        if callbacks.should_stop():
-            stopped = "interrupted"
-            break
-        boundary = _next_boundary(epoch, plan)
-        chunk_end = min(boundary, epoch + epochs_per_call)
-        results = engine.train(source.batches(epoch, chunk_end))
-        _record_epochs(history, epoch, results, source.steps_per_epoch, elapsed_before + time.perf_counter() - started)
-        epoch = chunk_end
-        callbacks.on_progress(epoch)
-
-        logged = epoch % plan.log_every == 0 or epoch == plan.epochs
-        if logged:
-            val_loss = val_accuracy = None
-            if validation is not None:
-                val_loss, val_accuracy = engine.evaluate(validation)
-                if not math.isfinite(val_loss):  # this epoch's update broke the weights
-                    raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
-                history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
-            record = LogRecord(
-                epoch,
-                _window_mean(history.loss, epoch - window_start),
-                _window_mean(history.accuracy, epoch - window_start),
-                val_loss,
-                val_accuracy,
-                history.elapsed[-1],
+    prefetch = _Prefetch(source.batches)
+    try:
+        while epoch < plan.epochs:
+            if callbacks.should_stop():
+                stopped = "interrupted"
+                break
+            chunk_end = _chunk_end(epoch, plan, epochs_per_call)
+            results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
+            _record_epochs(
+                history, epoch, results, source.steps_per_epoch, elapsed_before + time.perf_counter() - started
             )
-            window_start = epoch
-            callbacks.on_log(record)
-            if plan.early_stopping_patience and val_loss is not None:
-                if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
-                    stopping.best_loss, stopping.best_epoch, stopping.best_state = val_loss, epoch, engine.state()
-                elif stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience:
-                    stopped = "early-stopping"
-        if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
-            callbacks.on_checkpoint(epoch, history)
-            last_checkpoint = time.perf_counter()
-        if stopped:
-            break
+            epoch = chunk_end
+            callbacks.on_progress(epoch)
+
+            logged = epoch % plan.log_every == 0 or epoch == plan.epochs
+            if logged:
+                val_loss = val_accuracy = None
+                if validation is not None:
+                    val_loss, val_accuracy = engine.evaluate(validation)
+                    if not math.isfinite(val_loss):  # this epoch's update broke the weights
+                        raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
+                    history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+                record = LogRecord(
+                    epoch,
+                    _window_mean(history.loss, epoch - window_start),
+                    _window_mean(history.accuracy, epoch - window_start),
+                    val_loss,
+                    val_accuracy,
+                    history.elapsed[-1],
+                )
+                window_start = epoch
+                callbacks.on_log(record)
+                if plan.early_stopping_patience and val_loss is not None:
+                    if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
+                        stopping.best_loss, stopping.best_epoch, stopping.best_state = val_loss, epoch, engine.state()
+                    elif (
+                        stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience
+                    ):
+                        stopped = "early-stopping"
+            if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
+                callbacks.on_checkpoint(epoch, history)
+                last_checkpoint = time.perf_counter()
+            if stopped:
+                break
+    finally:
+        prefetch.close()
 
     # early stopping keeps the best weights, also when the epoch cap came first
     if stopped != "interrupted" and stopping.best_state is not None and stopping.best_epoch != epoch:
@@ -226,21 +233,25 @@ def fit_repeats(
     epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
     started = time.perf_counter()
     epoch, stopped = 0, None
-    while epoch < plan.epochs:
-        if should_stop():
-            stopped = "interrupted"
-            break
-        chunk_end = min(_next_boundary(epoch, plan), epoch + epochs_per_call)
-        results = engine.train([source.batches(epoch, chunk_end) for source in sources])
-        now = time.perf_counter() - started
-        for history, repeat_results in zip(histories, results):
-            _record_epochs(history, epoch, repeat_results, steps_per_epoch, now)
-        epoch = chunk_end
-        if validation is not None and (epoch % plan.log_every == 0 or epoch == plan.epochs):
-            for history, (val_loss, val_accuracy) in zip(histories, engine.evaluate(validation)):
-                if not math.isfinite(val_loss):
-                    raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
-                history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+    prefetch = _Prefetch(lambda start, stop: [source.batches(start, stop) for source in sources])
+    try:
+        while epoch < plan.epochs:
+            if should_stop():
+                stopped = "interrupted"
+                break
+            chunk_end = _chunk_end(epoch, plan, epochs_per_call)
+            results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
+            now = time.perf_counter() - started
+            for history, repeat_results in zip(histories, results):
+                _record_epochs(history, epoch, repeat_results, steps_per_epoch, now)
+            epoch = chunk_end
+            if validation is not None and (epoch % plan.log_every == 0 or epoch == plan.epochs):
+                for history, (val_loss, val_accuracy) in zip(histories, engine.evaluate(validation)):
+                    if not math.isfinite(val_loss):
+                        raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
+                    history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+    finally:
+        prefetch.close()
     seconds = time.perf_counter() - started
     return [FitResult(history, epoch, stopped, None, seconds) for history in histories]
 
@@ -267,6 +278,43 @@ def _record_epochs(history: History, first: int, results: np.ndarray, steps_per_
         history.elapsed.append(now)
     if good < len(losses):
         raise NonFiniteLoss(first + good + 1, history)
+
+
+def _chunk_end(epoch: int, plan: FitPlan, epochs_per_call: int) -> int:
+    """The last epoch of the chunk that starts after ``epoch``: the next log or checkpoint
+    boundary, or as many epochs as one compiled call holds."""
+    return min(_next_boundary(epoch, plan), epoch + epochs_per_call)
+
+
+class _Prefetch:
+    """Makes the next chunk's batches in a background thread while the current one trains.
+
+    Making batches is numpy and Python work; the compiled training call runs without the GIL,
+    so on two cores the two overlap. The batches are a pure function of the epochs (each
+    epoch's data comes from its own seeded stream), so making them early changes nothing.
+    """
+
+    def __init__(self, make: Callable[[int, int], Any]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._make = make
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="bilstm-batches")
+        self._next: tuple[tuple[int, int], Any] | None = None
+
+    def take(self, start: int, stop: int, plan: FitPlan, epochs_per_call: int) -> Any:
+        """The batches of epochs ``start+1..stop``; starts making the following chunk's."""
+        if self._next is not None and self._next[0] == (start, stop):
+            batches = self._next[1].result()
+        else:
+            batches = self._make(start, stop)
+        self._next = None
+        if stop < plan.epochs:
+            following = (stop, _chunk_end(stop, plan, epochs_per_call))
+            self._next = (following, self._pool.submit(self._make, *following))
+        return batches
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _checkpoint_due(plan: FitPlan, epoch: int, logged: bool, seconds_since: float) -> bool:

@@ -48,7 +48,7 @@ class TrainingEngine:
     """A model, its optimizer and the compiled multi-step training and evaluation calls.
 
     Args:
-        model: built by :func:`bilstm_cli.models.build_model`.
+        model: built by :func:`bilstm_cli.model.build.build_model`.
         spec: the model's data spec (binary or C classes, per-step or per-sequence).
         optimizer: ``adam``, ``sgd`` or ``rmsprop``.
         learning_rate: optimizer learning rate.

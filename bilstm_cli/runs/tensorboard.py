@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ class EventLog:
     """
 
     def __init__(self, directory: Path, learning_rate: float, resume_from_epoch: int = 0):
-        from tensorboardX import SummaryWriter  # imported by runs that write events only
+        SummaryWriter = _summary_writer_class()  # noqa: N806 - a class, imported by runs that write events only
 
         directory.mkdir(parents=True, exist_ok=True)
         purge = {"purge_step": resume_from_epoch + 1} if resume_from_epoch else {}
@@ -92,7 +93,10 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
     """Write one finished run's history as one TensorBoard run (``compare``: one per repeat).
 
     Event files already in ``directory`` are removed first, so a run trained again (e.g. by
-    ``compare --resume`` after an interruption) is not shown twice.
+    ``compare --resume`` after an interruption) is not shown twice. The history is complete,
+    so it is written synchronously, one event per epoch holding all its scalars: a comparison
+    of 40 runs x 3000 epochs spends about a second here instead of the background queue's
+    15 s of per-scalar hand-offs.
 
     Args:
         directory: the run's folder of event files, e.g. ``OUT/tensorboard/DATASET/VARIANT/repeat-001``.
@@ -104,13 +108,50 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
     if directory.is_dir():
         for stale in directory.glob(EVENT_FILE_PATTERN):
             stale.unlink()
-    events = EventLog(directory, learning_rate)
+    directory.mkdir(parents=True, exist_ok=True)
+    _summary_writer_class()  # tensorboardX, imported without PyTorch
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.summary import text
+
+    now = time.time()
+    writer = EventsWriter(str(directory / "events"), f".{os.getpid()}")
     try:
-        events.write_config(config_yaml)
-        events.write_epochs(history)
+        writer.write_event(Event(wall_time=now, step=0, summary=text(CONFIG_TAG, f"```yaml\n{config_yaml}```")))
+        for index, epoch in enumerate(history["epoch"]):
+            values = [
+                Summary.Value(tag=tag, simple_value=float(history[tag][index]))
+                for tag in SCALARS
+                if _present(history[tag][index])
+            ]
+            if _present(history["val_loss"][index]):
+                values.append(Summary.Value(tag=LEARNING_RATE, simple_value=float(learning_rate)))
+            writer.write_event(Event(wall_time=now, step=int(epoch), summary=Summary(value=values)))
     finally:
-        events.close()
+        writer.close()
 
 
 def _present(value: Any) -> bool:
     return value is not None and not math.isnan(value)
+
+
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without PyTorch.
+
+    tensorboardX imports PyTorch whenever it is installed (1.2 s of start-up here), only so it
+    can accept torch tensors, which bilstm never passes: the import is hidden from it, unless
+    PyTorch or tensorboardX is loaded already.
+    """
+    import sys
+
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # while set, `import torch` raises ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
