@@ -13,9 +13,11 @@ Commands that never touch a model (``--help``, ``config``, ``generate``) never i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -115,24 +117,34 @@ def _prune(directory: Path, keep: int) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _quiet_import(module: str) -> ModuleType:
-    """Import a module with native start-up chatter hidden (unless BILSTM_DEBUG is set).
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 on /dev/null for a block (unless BILSTM_DEBUG is set).
 
-    Some CUDA-stub messages are written to file descriptor 2 before TensorFlow's log level
-    applies, so stderr itself is parked on /dev/null for the import.
+    Native libraries (TensorFlow's CUDA stubs before its log level applies, Ray's connection
+    warnings) write to the file descriptor itself, past Python's ``sys.stderr``.
     """
-    if module in sys.modules or os.environ.get("BILSTM_DEBUG"):
-        return importlib.import_module(module)
+    if os.environ.get("BILSTM_DEBUG"):
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        return importlib.import_module(module)
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _quiet_import(module: str) -> ModuleType:
+    """Import a module with its native start-up chatter hidden (see :func:`quiet_stderr`)."""
+    if module in sys.modules:
+        return importlib.import_module(module)
+    with quiet_stderr():
+        return importlib.import_module(module)
 
 
 # ---------------------------------------------------------------------------- modules

@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
-from .config.vocabulary import MODEL_VARIANTS
+from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
 from .options import (
     backend_option,
@@ -352,11 +352,11 @@ def predict(target, input_path, output_format, input_format, backend, device):
 )
 @click.option("--repeats", type=int, help="Paired repeats (seeds) per variant and dataset.")
 @click.option("--epochs", type=int, help="Training epochs per run.")
-@click.option("--metric", type=click.Choice(["loss", "accuracy"]), help="Final score that ranks variants.")
+@click.option("--metric", type=click.Choice(METRICS), help="Final score that ranks variants.")
 @click.option("--workers", type=int, help="Worker processes.")
 @click.option(
     "--executor",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(EXECUTORS),
     help='Where runs train: local processes (default) or a Ray cluster (pip install "bilstm[ray]").',
 )
 @click.option(
@@ -444,7 +444,7 @@ def _flag(name: str) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["savedmodel", "onnx"]),
+    type=click.Choice(EXPORT_FORMATS),
     help="Default: onnx for a .onnx output name, else savedmodel.",
 )
 @click.option(

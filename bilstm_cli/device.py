@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 
 from . import backend
@@ -94,8 +93,9 @@ def _select_tensorflow(requested: str, threads: int | None) -> DeviceInfo:
 def _select_jax(requested: str, threads: int | None) -> DeviceInfo:
     if requested == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX starts: skip probing for GPUs
-    if threads and "jax" not in sys.modules:
-        # one XLA thread pool per process: compare's workers share the cores
+    if threads:
+        # one XLA thread pool per process: compare's workers share the cores. Read when JAX
+        # starts its runtime (below, on first use), which may be after `import jax` (Keras').
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
     split = cpu_device_count()

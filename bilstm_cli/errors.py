@@ -64,3 +64,10 @@ class Interrupted(BilstmError):
     """The user interrupted the run; state was saved where possible."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of a library's error message (they can run to pages), for a
+    one-line message of ours; the exception's type name when it has no message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(error).__name__

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backend
-from ..compare.execute import LocalExecutor
+from ..compare.execute import LocalExecutor, job_data
 from ..compare.outputs import write_outputs
 from ..compare.plan import (
     CONFIGS,
@@ -29,7 +29,7 @@ from ..compare.plan import (
 from ..compare.summary import load_results, summarize
 from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, recorded_variants
-from ..data.prepare import prepare_training_data, read_files
+from ..data.prepare import read_files
 from ..engine.session import recordable
 from ..errors import Interrupted, UsageError
 from ..runs import atomic, directory, stdin_data
@@ -97,11 +97,12 @@ def run_compare(
     run_configs = {(d.name, v.name): run_config(config, d, v) for d in datasets for v in variants}  # validates all
     # read every file once, and fail on bad data before anything is written
     files = {dataset.name: read_files(dataset_config(config, dataset).data) for dataset in datasets}
+    prepared: dict = {}  # kept for the in-process jobs
     for dataset in datasets:
         first = run_configs[(dataset.name, variants[0].name)]
-        prepare_training_data(first.data, config.train.seed, first.train.class_weight, files[dataset.name])
+        job_data(dataset.name, first, config.train.seed, files[dataset.name], prepared)
     # Ray is started (or joined) and its resources checked before anything is written
-    executor, workers, executor_name = _executor(config, files, reporter)
+    executor, workers, executor_name = _executor(config, files, prepared, reporter)
     try:
         if resume is None:
             out_dir = directory.prepare_run_directory(
@@ -119,7 +120,7 @@ def run_compare(
         missing = missing_runs(out_dir, datasets, variants, repeats)
         total = len(datasets) * len(variants) * repeats
         done = total - sum(len(m) for m in missing.values())
-        jobs = plan_jobs(config, datasets, variants, missing, workers)
+        jobs = plan_jobs(run_configs, datasets, variants, missing, workers)
         seed = config.train.seed
         plan = ComparePlan(
             [d.name for d in datasets],
@@ -163,12 +164,12 @@ def run_compare(
     return CompareResult(out_dir, summary, time.perf_counter() - started, written)
 
 
-def _executor(config: Config, files: dict, reporter) -> tuple[Any, int, str]:
+def _executor(config: Config, files: dict, prepared: dict, reporter) -> tuple[Any, int, str]:
     """The executor ``compare.executor`` names, how many runs it trains at once, and its name
     for the plan line (Ray: the cluster, which decides the number of workers)."""
     settings = config.compare
     if settings.executor != "ray":
-        return LocalExecutor(config, settings.workers, files), settings.workers, "local"
+        return LocalExecutor(config, settings.workers, files, prepared), settings.workers, "local"
     from ..compare.ray_executor import RayExecutor
 
     executor = RayExecutor(

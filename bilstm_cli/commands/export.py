@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, backend
+from ..config.vocabulary import EXPORT_FORMATS
 from ..data.dataset import PER_STEP
 from ..device import select_device
 from ..errors import ModelError, UsageError
@@ -43,7 +44,6 @@ from ..inference.loaded import LoadedModel, load_model_for_inference
 from ..runs import atomic
 from ..runs.saved import locate_run
 
-FORMATS = ("savedmodel", "onnx")
 TOLERANCE = 1e-5
 METADATA_NAME = "bilstm.json"  # inside a SavedModel directory
 ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
@@ -89,8 +89,8 @@ def run_export(target: str, output: str, fmt: str | None = None, force: bool = F
     """
     started = time.perf_counter()
     fmt = export_format(output, fmt)
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown export format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}", f"choose one of {', '.join(EXPORT_FORMATS)}")
     run = locate_run(target)
     path = Path(output)
     _check_output(path, fmt, force)

@@ -47,7 +47,6 @@ def run_job(
         files: the dataset's files, already read by the driver (workers need no filesystem).
         prepared: training data prepared by earlier jobs of this process, by data settings.
     """
-    from ..data.prepare import prepare_training_data
     from ..device import select_device
 
     backend.select(config.train.backend)  # worker processes: before anything imports Keras
@@ -55,11 +54,7 @@ def run_job(
     seeds = repeat_seeds(config)
     base = dataset_config(config, job.dataset)
     first = job.parts[0].variant.apply(base)
-    prepared = prepared if prepared is not None else {}
-    key = f"{job.dataset.name}:{first.data.model_dump_json()}:{first.train.class_weight}"
-    if key not in prepared:
-        prepared[key] = prepare_training_data(first.data, seeds[0], first.train.class_weight, files)
-    data = prepared[key]
+    data = job_data(job.dataset.name, first, seeds[0], files, prepared if prepared is not None else {})
     session = TrainingSession(first, data, device, seeds[job.parts[0].repeats[0]])
     compiled = False
     for part in job.parts:
@@ -74,6 +69,23 @@ def run_job(
             _run_one_by_one(session, job, part, seeds, on_result, should_stop)
         if should_stop():
             return
+
+
+def job_data(
+    dataset: str, settings: Config, seed: int, files: DataFiles | None, prepared: dict[str, TrainingData]
+) -> TrainingData:
+    """The training data of a job (prepared once per dataset and data settings, kept in ``prepared``).
+
+    ``seed`` is the first repeat's (it picks a validation split, shared by all repeats). The
+    driver prepares each dataset before anything is written, to fail early on bad data;
+    in-process jobs then reuse that work instead of doing it again.
+    """
+    from ..data.prepare import prepare_training_data
+
+    key = f"{dataset}:{seed}:{settings.data.model_dump_json()}:{settings.train.class_weight}"
+    if key not in prepared:
+        prepared[key] = prepare_training_data(settings.data, seed, settings.train.class_weight, files)
+    return prepared[key]
 
 
 def _run_one_by_one(session: TrainingSession, job: Job, part: Part, seeds, on_result, should_stop) -> None:
@@ -175,13 +187,20 @@ class LocalExecutor:
         config: the comparison's config.
         workers: processes; 1 runs everything here.
         files: each dataset's files, read once by the driver (by dataset name).
+        prepared: training data the driver prepared already (see :func:`job_data`).
     """
 
-    def __init__(self, config: Config, workers: int, files: dict[str, DataFiles | None]):
+    def __init__(
+        self,
+        config: Config,
+        workers: int,
+        files: dict[str, DataFiles | None],
+        prepared: dict[str, TrainingData] | None = None,
+    ):
         self.config = config
         self.workers = workers
         self.files = files
-        self._prepared: dict[str, TrainingData] = {}
+        self._prepared = prepared if prepared is not None else {}
 
     def run(self, jobs: list[Job], on_result: OnResult, should_stop: ShouldStop) -> None:
         if self.workers <= 1 or len(jobs) <= 1:

@@ -130,7 +130,7 @@ def program_key(config: Config) -> str:
 
 
 def plan_jobs(
-    config: Config,
+    run_configs: dict[tuple[str, str], Config],
     datasets: list[DatasetSpec],
     variants: list[Variant],
     missing: dict[tuple[str, str], list[int]],
@@ -138,7 +138,8 @@ def plan_jobs(
 ) -> list[Job]:
     """Group the missing runs into jobs: per dataset, variants with the same program share one.
 
-    Jobs are split further (first by variant, then by repeats) while workers would idle.
+    ``run_configs`` holds each (dataset, variant)'s config (see :func:`run_config`). Jobs are
+    split further (first by variant, then by repeats) while workers would idle.
     """
     jobs = []
     for dataset in datasets:
@@ -146,7 +147,7 @@ def plan_jobs(
         for variant in variants:
             repeats = missing.get((dataset.name, variant.name), [])
             if repeats:
-                key = program_key(run_config(config, dataset, variant))
+                key = program_key(run_configs[(dataset.name, variant.name)])
                 groups.setdefault(key, Job(dataset)).parts.append(Part(variant, repeats))
         jobs.extend(groups.values())
     while len(jobs) < workers and any(job.runs > 1 for job in jobs):

@@ -29,13 +29,12 @@ import contextlib
 import math
 import os
 import socket
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import backend
-from ..errors import BilstmError, TrainingError, UsageError
+from ..errors import BilstmError, TrainingError, UsageError, first_line
 from .plan import Job, Part
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ class RayExecutor:
         """Disconnect (and stop the private instance); safe to call twice."""
         ray = self._ray
         if ray is not None and ray.is_initialized():
-            with _quiet_stderr():
+            with backend.quiet_stderr():
                 ray.shutdown()
 
     # ------------------------------------------------------------------------ jobs
@@ -293,7 +292,7 @@ def _connect(address: str | None):
         with contextlib.suppress(Exception):  # a private setting of Ray's, for when it was imported earlier
             ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        with _quiet_stderr():  # Ray's native code writes connection warnings straight to fd 2
+        with backend.quiet_stderr():  # Ray's native code writes connection warnings straight to fd 2
             if address is None:
                 ray.init(
                     address="local",  # never a stale cluster or $RAY_ADDRESS
@@ -308,7 +307,7 @@ def _connect(address: str | None):
         with contextlib.suppress(Exception):
             ray.shutdown()
         where = "start a private Ray instance" if address is None else f"connect to the Ray cluster at {address}"
-        reason = _first_line(error)
+        reason = first_line(error)
         if address == "auto" and "Could not find any running Ray instance" in reason:
             reason = "no Ray cluster is running on this machine (and RAY_ADDRESS is not set)"
         raise UsageError(f"cannot {where}: {reason}", _address_hint(address)) from None
@@ -342,29 +341,6 @@ def _has_auth_token() -> bool:
         return True
     path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
     return Path(path).is_file()
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 on /dev/null (unless BILSTM_DEBUG is set)."""
-    if os.environ.get("BILSTM_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 # ---------------------------------------------------------------------------- checks and errors
@@ -402,7 +378,7 @@ def _task_error(error) -> BaseException:
     cause = getattr(error, "cause", None)
     if isinstance(cause, BaseException):
         return cause
-    return TrainingError(f"a Ray task failed: {_first_line(error)}")
+    return TrainingError(f"a Ray task failed: {first_line(error)}")
 
 
 def _rebuild_error(message: dict) -> BilstmError:

@@ -116,7 +116,7 @@ def summarize_dataset(name: str, results: dict[str, list[dict]], config: Config)
                 "auc_val_loss_ci": [area.low, area.high],
                 "epochs_to_threshold": median_epochs(reached),
                 "threshold_reached": sum(r is not None for r in reached),
-                "epochs": float(np.median([r.get("epochs_run", len(r["history"]["epoch"])) for r in records])),
+                "epochs": float(np.median([r["epochs_run"] for r in records])),
                 "seconds_per_run": float(np.mean([r["seconds"] for r in records])),
             }
         )

@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from .vocabulary import Backend, Direction, Kind, Merge, Optimizer, Pooling, TaskSetting
+from .vocabulary import Backend, Direction, Executor, Kind, Merge, Metric, Optimizer, Pooling, TaskSetting
 
 # Refuse sizes that could only come from a typo before anything is allocated.
 MAX_TIMESTEPS = 1_000_000
@@ -157,13 +157,13 @@ class CompareConfig(Section):
     datasets: list[DatasetSpec] = Field(default_factory=list, description="several datasets; empty = the data section")
     repeats: int = Field(10, ge=1, le=10_000)
     workers: int = Field(1, ge=1, le=256)
-    executor: Literal["local", "ray"] = Field("local", description="where runs train: local processes or Ray")
+    executor: Executor = Field("local", description="where runs train: local processes or Ray")
     address: Optional[str] = Field(
         None, description="Ray cluster: null = a private local instance, auto = the running one, or HOST:PORT"
     )
     cpus_per_run: float = Field(1.0, gt=0, le=1024, description="Ray: CPUs each job reserves (fractions allowed)")
     gpus_per_run: float = Field(0.0, ge=0, le=64, description="Ray: GPUs each job reserves (0: trains on CPU)")
-    metric: Literal["loss", "accuracy"] = Field("loss", description="final score that ranks variants")
+    metric: Metric = Field("loss", description="final score that ranks variants")
     accuracy_threshold: float = Field(0.9, gt=0, le=1, description="for epochs-to-threshold")
 
     @field_validator("grid")

@@ -16,6 +16,8 @@ TaskSetting = Literal["auto", "per-step", "sequence"]  # data.task: auto = read 
 Optimizer = Literal["adam", "sgd", "rmsprop"]
 Pooling = Literal["last", "mean"]
 Backend = Literal["tensorflow", "jax"]
+Metric = Literal["loss", "accuracy"]  # compare.metric: the final score that ranks variants
+Executor = Literal["local", "ray"]  # compare.executor
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -28,6 +30,10 @@ MERGE_MODES = choices(Merge)
 DIRECTIONS = choices(Direction)
 TASKS = choices(Task)
 BACKENDS = choices(Backend)
+METRICS = choices(Metric)
+EXECUTORS = choices(Executor)
+# What `bilstm export` writes (not a config key, but a word the CLI offers like the others)
+EXPORT_FORMATS = ("savedmodel", "onnx")
 DEFAULT_BACKEND = "tensorflow"
 # The named model variants compare knows: lstm-<direction> and bilstm-<merge mode>.
 MODEL_VARIANTS: tuple[str, ...] = tuple(f"lstm-{d}" for d in DIRECTIONS) + tuple(f"bilstm-{m}" for m in MERGE_MODES)

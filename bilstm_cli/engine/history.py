@@ -49,7 +49,7 @@ class History:
 
     def logged(self) -> list[int]:
         """Indices of epochs with a validation score."""
-        return [i for i, value in enumerate(self.val_loss) if not math.isnan(value)]
+        return validation_points({"val_loss": self.val_loss})
 
 
 def validation_points(history: dict[str, list]) -> list[int]:

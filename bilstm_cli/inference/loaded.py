@@ -10,7 +10,7 @@ from ..data.dataset import PER_STEP, SEQUENCE, Dataset
 from ..data.labels import align_labels
 from ..device import DeviceInfo
 from ..engine import for_backend
-from ..errors import DataError, ModelError
+from ..errors import DataError, ModelError, first_line
 from ..runs.saved import SavedRun
 
 
@@ -57,7 +57,7 @@ def load_model_for_inference(run: SavedRun, device: DeviceInfo) -> LoadedModel:
             model = load_model(str(run.model_path))
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
         raise ModelError(
-            f"{run.model_path} is not a loadable Keras model ({type(exc).__name__}: {_first_line(exc)})"
+            f"{run.model_path} is not a loadable Keras model ({type(exc).__name__}: {first_line(exc)})"
         ) from None
     inputs = model.inputs
     if len(inputs) != 2:
@@ -69,11 +69,6 @@ def load_model_for_inference(run: SavedRun, device: DeviceInfo) -> LoadedModel:
     width = int(model.output_shape[-1])
     num_classes = int(spec.get("num_classes") or (2 if width == 1 else width))
     return LoadedModel(run, model, device, features, task, num_classes, spec.get("classes"))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def predict_in_batches(call, x: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:

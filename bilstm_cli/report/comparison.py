@@ -24,7 +24,6 @@ class CompareReporter:
         self._task = None
         self._started = time.perf_counter()
         self._total = self._done = self._finished_here = 0
-        self._workers = 1
 
     def message(self, text: str) -> None:
         if self.mode != "quiet":  # --json changes stdout only; people still read stderr
@@ -32,7 +31,7 @@ class CompareReporter:
 
     def start(self, plan) -> None:
         """Print what will run: datasets x variants x repeats, jobs (= compiles), seeds."""
-        self._total, self._done, self._workers = plan.total, plan.done, plan.workers
+        self._total, self._done = plan.total, plan.done
         self._started = time.perf_counter()
         shape = (
             f"{_count(plan.datasets, 'dataset')} x {_count(plan.variants, 'variant')} x {plan.repeats} paired repeats"
