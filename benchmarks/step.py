@@ -63,7 +63,7 @@ def engine(args) -> dict:
     from bilstm_cli.device import seed_everything, select_device
     from bilstm_cli.engine import for_backend
     from bilstm_cli.model.build import build_model
-    from bilstm_cli.model.spec import ModelSpec
+    from bilstm_cli.data.spec import ModelSpec
 
     device = select_device(args.device)
     module = for_backend()

@@ -13,16 +13,15 @@ Commands that never touch a model (``--help``, ``config``, ``generate``) never i
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 from .config.vocabulary import BACKENDS, DEFAULT_BACKEND
 from .errors import UsageError
+from .fileio.streams import quiet_stderr
 
 ENVIRONMENT_VARIABLE = "BILSTM_BACKEND"
 CACHE_FILES = 200  # compiled programs kept in each persistent cache (about 1.5 MB each)
@@ -65,9 +64,22 @@ def version() -> str:
     return str(module.__version__)
 
 
-def describe() -> dict[str, str]:
-    """Backend name and versions, as metrics.json records them."""
-    return {"backend": name(), "backend_version": version(), "keras": str(_keras().__version__)}
+def versions() -> dict[str, str]:
+    """The versions a result was computed with (metrics.json records them, and compare's
+    driver refuses workers whose versions differ): bilstm, the backend, Keras, NumPy, Python."""
+    import platform
+
+    import numpy as np
+
+    from . import __version__
+
+    return {
+        "bilstm": __version__,
+        name(): version(),
+        "keras": str(_keras().__version__),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 # ---------------------------------------------------------------------------- environment
@@ -115,28 +127,6 @@ def _prune(directory: Path, keep: int) -> None:
     files = sorted((f for f in directory.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime, reverse=True)
     for stale in files[keep:]:
         stale.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 on /dev/null for a block (unless BILSTM_DEBUG is set).
-
-    Native libraries (TensorFlow's CUDA stubs before its log level applies, Ray's connection
-    warnings) write to the file descriptor itself, past Python's ``sys.stderr``.
-    """
-    if os.environ.get("BILSTM_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _quiet_import(module: str) -> ModuleType:

@@ -19,6 +19,7 @@ from . import __version__
 from .config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+from .fileio.streams import silence_stdout
 from .options import (
     backend_option,
     complete_modes,
@@ -57,7 +58,7 @@ class BilstmGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # the reader of our stdout went away (e.g. `| head`): not an error of ours
-            _silence_stdout()
+            silence_stdout()
             ctx.exit(0)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -75,11 +76,6 @@ def _print_error(message: str) -> None:
     click.echo(f"error: {lines[0]}", err=True)
     for line in lines[1:]:
         click.echo(f"  {line.strip()}" if line.startswith("  hint") else f"error: {line}", err=True)
-
-
-def _silence_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
 
 
 def resolve(config_file, assignments, flags: dict[str, Any]):
@@ -117,7 +113,6 @@ def main(ctx: click.Context, debug: bool) -> None:
       bilstm compare --modes sum,mul,ave,concat --repeats 10
       bilstm generate --samples 5 | bilstm predict runs/NAME -
     """
-    ctx.obj = {"debug": debug}
     if debug:
         os.environ["BILSTM_DEBUG"] = "1"
 

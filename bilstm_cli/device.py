@@ -239,10 +239,3 @@ def _try(action) -> None:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and Keras (and its backend): same seed, bit-identical CPU runs."""
     backend.keras.utils.set_random_seed(seed)
-
-
-def draw_seed() -> int:
-    """A fresh random seed, for runs that were not given one (it is recorded)."""
-    import secrets
-
-    return secrets.randbelow(2**31)

@@ -7,7 +7,6 @@ Exit codes follow the project convention: 0 success, 1 failure while running,
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

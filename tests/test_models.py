@@ -11,9 +11,9 @@ from bilstm_cli.config.schema import ModelSettings
 from bilstm_cli.data.batches import make_batches
 from bilstm_cli.data.dataset import Dataset
 from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.data.spec import ModelSpec
 from bilstm_cli.engine import for_backend
 from bilstm_cli.model.build import build_model, load_model
-from bilstm_cli.model.spec import ModelSpec
 
 from .numpy_lstm import lstm_outputs
 

@@ -14,7 +14,6 @@ from bilstm_cli.report.cd_diagram import plot_critical_difference
 from bilstm_cli.stats import ranking
 from bilstm_cli.stats.paired import holm
 from bilstm_cli.stats.ranking import (
-    MIN_DATASETS,
     PairwiseResult,
     average_ranks,
     cliques,
@@ -214,7 +213,7 @@ def test_min_datasets_is_where_a_two_sided_wilcoxon_can_first_reach_005():
     # every difference positive is the most extreme outcome: p = 2 / 2**N
     assert scipy_stats.wilcoxon(np.arange(1.0, 6.0)).pvalue == pytest.approx(0.0625)  # N = 5: cannot reach 0.05
     assert scipy_stats.wilcoxon(np.arange(1.0, 7.0)).pvalue == pytest.approx(0.03125)  # N = 6: can
-    assert MIN_DATASETS == 6 == min_datasets_for_significance(1, 0.05)
+    assert min_datasets_for_significance(1, 0.05) == 6
     # Holm over the 6 pairs of 4 variants multiplies the smallest p by 6: 6 * 2 / 2**7 > 0.05, 6 * 2 / 2**8 < 0.05
     assert min_datasets_for_significance(6, 0.05) == 8
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bilstm_cli.errors import UsageError
-from bilstm_cli.runs import atomic
+from bilstm_cli.fileio import atomic
 from bilstm_cli.runs.checkpoint import load_checkpoint
 from bilstm_cli.runs.directory import MARKER, prepare_run_directory
 

@@ -11,10 +11,10 @@ from bilstm_cli.backend import keras
 from bilstm_cli.config.schema import DataConfig, ModelSettings
 from bilstm_cli.data.batches import OnlineSource, make_batches
 from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.data.spec import ModelSpec
 from bilstm_cli.engine import for_backend
 from bilstm_cli.engine.loop import FitCallbacks, FitPlan, NonFiniteLoss, fit
 from bilstm_cli.model.build import build_model
-from bilstm_cli.model.spec import ModelSpec
 
 SPEC = ModelSpec(1, 2)
 TrainingEngine = for_backend().TrainingEngine

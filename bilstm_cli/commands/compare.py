@@ -29,11 +29,13 @@ from ..compare.plan import (
 from ..compare.summary import load_results, summarize
 from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, recorded_variants
+from ..data import stdin_data
 from ..data.prepare import read_files
 from ..engine.session import recordable
 from ..errors import Interrupted, UsageError
-from ..runs import atomic, directory, stdin_data
-from ..runs.files import write_json
+from ..fileio import atomic
+from ..fileio.files import write_json
+from ..runs import directory
 from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
 

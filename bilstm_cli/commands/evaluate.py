@@ -10,11 +10,12 @@ from .. import backend
 from ..data.dataset import Dataset
 from ..data.formats import source_label
 from ..data.generator import cumulative_sum_task
-from ..device import draw_seed, select_device
+from ..device import select_device
 from ..errors import UsageError
 from ..inference.loaded import LoadedModel, load_model_for_inference
 from ..inference.metrics import Evaluation, evaluate_predictions, predicted_classes
 from ..runs.saved import locate_run
+from ..seeds import draw_seed
 
 
 @dataclass

@@ -27,7 +27,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,8 @@ from ..config.vocabulary import EXPORT_FORMATS
 from ..data.dataset import PER_STEP
 from ..device import select_device
 from ..errors import ModelError, UsageError
+from ..fileio import atomic
 from ..inference.loaded import LoadedModel, load_model_for_inference
-from ..runs import atomic
 from ..runs.saved import locate_run
 
 TOLERANCE = 1e-5
@@ -221,22 +220,10 @@ def _write_savedmodel(loaded: LoadedModel, path: Path, metadata: dict, x, length
         difference = _verified(_difference(got, expected, lengths), "SavedModel")
         metadata = {**metadata, "max_difference": difference}
         atomic.write_text(staging / METADATA_NAME, json.dumps(metadata, indent=2) + "\n")
-        _replace_directory(staging, path)
+        atomic.replace_directory(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return difference
-
-
-def _replace_directory(staging: Path, path: Path) -> None:
-    """Put ``staging`` under ``path``, moving a previous export aside first (two renames)."""
-    aside = None
-    if path.exists():
-        aside = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
-        os.rename(path, aside)
-    os.rename(staging, path)
-    atomic.fsync_directory(path.parent)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- ONNX

@@ -10,9 +10,10 @@ from ..config.schema import Config
 from ..data.generator import cumulative_sum_task
 from ..data.io import write_dataset
 from ..errors import UsageError
+from ..limits import GIB, MAX_GENERATED_BYTES
+from ..seeds import draw_seed
 
 # Refuse to allocate more than this for generated data (an absurd --samples/--timesteps).
-MAX_GENERATED_BYTES = 8 * 2**30
 
 
 @dataclass
@@ -32,10 +33,10 @@ def run_generate(config: Config, samples: int, output: str, fmt: str | None) -> 
     needed = samples * data.timesteps * (4 + 8) * 2  # x float32 + labels int64, plus the cumsum
     if needed > MAX_GENERATED_BYTES:
         raise UsageError(
-            f"{samples} sequences x {data.timesteps} steps needs about {needed / 2**30:.0f} GiB; refusing",
+            f"{samples} sequences x {data.timesteps} steps needs about {needed / GIB:.0f} GiB; refusing",
             "generate fewer sequences or shorter ones, or in several files",
         )
-    seed = data.seed if data.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+    seed = data.seed if data.seed is not None else draw_seed()
     dataset = cumulative_sum_task(
         samples, data.timesteps, data.threshold, np.random.default_rng(seed), data.generated_task
     )

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import backend
 from ..config.schema import Config
+from ..data import stdin_data
 from ..data.formats import STDIN, source_label
 from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
@@ -18,10 +19,10 @@ from ..engine.history import History
 from ..engine.loop import EarlyStoppingState, NonFiniteLoss
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
+from ..fileio.files import write_csv, write_json
 from ..report.plots import plot_history
-from ..runs import directory, stdin_data
+from ..runs import directory
 from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, save_checkpoint
-from ..runs.files import write_csv, write_json
 from ..runs.tensorboard import EventLog
 from ..signals import StopRequest
 

@@ -8,19 +8,17 @@ processes when ``workers > 1``; :mod:`bilstm_cli.compare.ray_executor` runs them
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
 from collections.abc import Callable
 
-import numpy as np
-
-from .. import __version__, backend
+from .. import backend
 from ..config.schema import Config
 from ..data.prepare import DataFiles, TrainingData
 from ..engine.loop import FitResult
 from ..engine.session import TrainingSession
+from ..fileio.digest import fingerprint
 from .plan import Job, Part, dataset_config, repeat_seeds
 
 OnResult = Callable[[dict], None]
@@ -158,26 +156,13 @@ def final_scores(result: FitResult, test: tuple[float, float] | None) -> dict:
 
 def worker_versions() -> dict[str, str]:
     """Versions a run was computed with; the driver checks that every worker matches it."""
-    import platform
-
-    return {
-        "bilstm": __version__,
-        "backend": backend.name(),
-        backend.name(): backend.version(),
-        "keras": str(backend.keras.__version__),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
+    return {"backend": backend.name(), **backend.versions()}
 
 
 def _fingerprint(source, validation) -> str:
     """Digest of the first epoch's training batches and the validation set (pairing check)."""
-    digest = hashlib.sha1()
-    for array in source.batches(0, 1).arrays():
-        digest.update(np.ascontiguousarray(array).tobytes())
-    if validation is not None:
-        digest.update(validation.x.tobytes())
-    return digest.hexdigest()[:16]
+    parts = list(source.batches(0, 1).arrays()) + ([validation.x] if validation is not None else [])
+    return fingerprint(parts)[:16]
 
 
 class LocalExecutor:

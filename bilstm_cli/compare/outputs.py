@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio.files import write_csv, write_json
 from ..report.cd_diagram import plot_critical_difference
 from ..report.plots import plot_comparison
-from ..runs.files import write_csv, write_json
 from ..stats.paired import ALPHA, mean_interval
 from .plan import slug
 from .summary import Results, validation_curve

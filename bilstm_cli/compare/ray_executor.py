@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import backend
 from ..errors import BilstmError, TrainingError, UsageError, first_line
+from ..fileio.streams import quiet_stderr
 from .plan import Job, Part
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class RayExecutor:
         """Disconnect (and stop the private instance); safe to call twice."""
         ray = self._ray
         if ray is not None and ray.is_initialized():
-            with backend.quiet_stderr():
+            with quiet_stderr():
                 ray.shutdown()
 
     # ------------------------------------------------------------------------ jobs
@@ -292,7 +293,7 @@ def _connect(address: str | None):
         with contextlib.suppress(Exception):  # a private setting of Ray's, for when it was imported earlier
             ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        with backend.quiet_stderr():  # Ray's native code writes connection warnings straight to fd 2
+        with quiet_stderr():  # Ray's native code writes connection warnings straight to fd 2
             if address is None:
                 ray.init(
                     address="local",  # never a stale cluster or $RAY_ADDRESS

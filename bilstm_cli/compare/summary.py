@@ -29,6 +29,7 @@ from ..stats.paired import (
     holm,
     mean_interval,
     median_epochs,
+    underpowered,
     wilcoxon_p,
 )
 from ..stats.ranking import compare_across_datasets
@@ -154,10 +155,8 @@ def verdict(rows: list[dict], repeats: int, split: str = "validation", metric: s
             "no confidence interval and no test, so this ranking may be noise (the tutorial's situation)"
         )
     if repeats < MIN_REPEATS_FOR_TEST:
-        return (
-            f"{name} ranks first, but with {repeats} repeats the Wilcoxon test cannot reach p < {ALPHA} "
-            f"(underpowered); use --repeats {MIN_REPEATS_FOR_TEST} or more before claiming a difference"
-        )
+        advice = f"use --repeats {MIN_REPEATS_FOR_TEST} or more before claiming a difference"
+        return underpowered(f"{name} ranks first", repeats, "repeats", MIN_REPEATS_FOR_TEST, advice)
     better_than = [r["variant"] for r in rows[1:] if r["p_holm"] is not None and r["p_holm"] < ALPHA]
     ties = [r for r in rows[1:] if r["variant"] not in better_than]
     if not ties:

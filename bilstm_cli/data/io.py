@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import DataError, UsageError
-from ..runs import atomic
+from ..fileio import atomic
 from .dataset import SEQUENCE, Dataset, check_values
 from .formats import STDIN, WRITABLE_FORMATS, csv, format_from_name, jsonl, npz, sniff_format, source_label, ts
 

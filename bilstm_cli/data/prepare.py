@@ -17,17 +17,17 @@ import numpy as np
 
 from ..config.schema import DataConfig
 from ..errors import ConfigError, DataError
-from ..model.spec import ModelSpec
+from ..limits import GIB, MAX_BATCH_BYTES
 from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, make_batches
 from .dataset import PER_STEP, Dataset
 from .generator import SPLIT_STREAM, STANDARDIZE_STREAM, VALIDATION_STREAM, cumulative_sum_task, stream_rng
 from .labels import align_labels
+from .spec import ModelSpec
 
 ClassWeight = Union[None, str, dict[str, float]]  # train.class_weight: None, "balanced" or {label: weight}
 EVALUATION_BATCH = 1024
 # Bytes held per sequence step (inputs, labels, masks and weights as stacked batches).
 BYTES_PER_STEP = 20
-MAX_BATCH_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -126,7 +126,7 @@ def prepare_training_data(
             if needed > MAX_BATCH_BYTES:
                 raise ConfigError(
                     f"data.{name}={count} x data.timesteps={data.timesteps} needs about "
-                    f"{needed / 2**30:.0f} GiB of memory; refusing",
+                    f"{needed / GIB:.0f} GiB of memory; refusing",
                     "use fewer or shorter sequences",
                 )
         if data.val_path is not None or data.test_path is not None or data.validation_split > 0:

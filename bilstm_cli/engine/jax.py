@@ -26,9 +26,9 @@ from .. import backend
 from ..backend import keras
 from ..data.batches import Batches
 from ..data.dataset import PER_STEP
+from ..data.spec import ModelSpec
 from ..device import DeviceInfo, jax_device, jax_devices
 from ..errors import TrainingError
-from ..model.spec import ModelSpec
 from .terms import batch_terms, make_optimizer
 
 jax = backend.jax()

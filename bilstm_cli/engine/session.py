@@ -5,18 +5,16 @@ Shared by ``train`` (one run) and ``compare`` (many repeats of one variant, comp
 
 from __future__ import annotations
 
-import platform
 from typing import Any
 
-import numpy as np
-
-from .. import __version__, backend
+from .. import backend
 from ..config.schema import Config
 from ..config.variants import model_variant_name
 from ..data.prepare import TrainingData
-from ..device import DeviceInfo, draw_seed, seed_everything, spread_over
+from ..device import DeviceInfo, seed_everything, spread_over
 from ..errors import UsageError
 from ..model.build import build_model
+from ..seeds import draw_seed
 from . import for_backend
 from .loop import EarlyStoppingState, FitCallbacks, FitPlan, FitResult, fit, fit_repeats
 from .terms import steps_per_call
@@ -213,11 +211,5 @@ class TrainingSession:
                 "ms_per_step": 1000 * result.train_seconds / max(1, steps),
             },
             "backend": backend.name(),
-            "versions": {
-                "bilstm": __version__,
-                backend.name(): backend.version(),
-                "keras": backend.keras.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
+            "versions": backend.versions(),
         }

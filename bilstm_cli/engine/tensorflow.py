@@ -21,9 +21,9 @@ from .. import backend
 from ..backend import keras
 from ..data.batches import Batches
 from ..data.dataset import PER_STEP
+from ..data.spec import ModelSpec
 from ..device import DeviceInfo
 from ..errors import TrainingError
-from ..model.spec import ModelSpec
 from .terms import batch_terms, make_optimizer
 
 tf = backend.tensorflow()

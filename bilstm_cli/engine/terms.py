@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from ..backend import keras, ops
 from ..data.dataset import PER_STEP
-from ..model.spec import ModelSpec
+from ..data.spec import ModelSpec
+from ..limits import MAX_CALL_BYTES
 
-# Upper bound on the arrays fed to one compiled call (steps x batch x T x F floats).
-MAX_CALL_BYTES = 64 * 2**20
 MAX_STEPS_PER_CALL = 1000
 
 

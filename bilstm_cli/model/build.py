@@ -12,8 +12,8 @@ from ..backend import keras
 from ..config.schema import ModelSettings
 from ..config.variants import model_variant_name
 from ..data.dataset import PER_STEP
+from ..data.spec import ModelSpec
 from .layers import LengthMask, ReverseTime
-from .spec import ModelSpec
 
 __all__ = ["ModelSpec", "build_model", "load_model"]
 

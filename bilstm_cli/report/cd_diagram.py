@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..runs import atomic
+from ..fileio import atomic
 
 # Layout in inches: the figure is laid out on an axes whose data coordinates are inches from the
 # top-left corner, so text, bars and rows keep their spacing whatever the number of variants.

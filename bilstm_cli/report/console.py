@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..jsonable import jsonable
+from ..fileio.jsonable import jsonable
 
 
 def stderr_console() -> Console:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runs import atomic
+from ..fileio import atomic
 
 TRAIN_COLOUR = "#9aa5b1"
 

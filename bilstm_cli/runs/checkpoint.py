@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UsageError
-from ..jsonable import jsonable
-from . import atomic
+from ..fileio import atomic
+from ..fileio.jsonable import jsonable
 from .directory import CHECKPOINT
 
 STATE_PREFIX = "v"  # the current model and optimizer variables

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from ..config.resolve import resolve_config
 from ..config.schema import Config, OutputConfig
 from ..errors import UsageError
-from . import atomic
+from ..fileio import atomic
 
 CONFIG = "config.yaml"
 MODEL = "model.keras"

@@ -21,6 +21,17 @@ class Interval:
     high: float
 
 
+def underpowered(lead: str, pairs: int, unit: str, needed: int, advice: str, alpha: float = ALPHA) -> str:
+    """The verdict when too few pairs (repeats, datasets) exist for any two-sided Wilcoxon test to
+    reach ``alpha`` (its smallest p with N pairs is 2 / 2**N): the one wording for every table.
+
+    Example:
+        >>> underpowered("sum ranks first", 5, "repeats", 6, "use --repeats 6")[:70]
+        'sum ranks first, but with 5 repeats the Wilcoxon test cannot reach p <'
+    """
+    return f"{lead}, but with {pairs} {unit} the Wilcoxon test cannot reach p < {alpha:g} (underpowered); {advice}"
+
+
 def mean_interval(values, confidence: float = CONFIDENCE) -> Interval:
     """Mean with a two-sided t-based confidence interval (NaN bounds for one value).
 

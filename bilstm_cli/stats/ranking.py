@@ -20,13 +20,7 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
-from .paired import ALPHA, holm
-
-# The smallest two-sided Wilcoxon signed-rank p-value N pairs can give is 2 / 2**N (every difference
-# has the same sign): N = 5 gives 0.0625, which cannot reach 0.05; N = 6 gives 0.03125. So 6 datasets
-# is the least for which a pairwise test can be significant at all (before any multiple-test
-# correction, which asks for more; see min_datasets_for_significance).
-MIN_DATASETS = 6
+from .paired import ALPHA, holm, underpowered
 
 
 @dataclass
@@ -311,7 +305,7 @@ def verdict_across_datasets(
     Example:
         >>> result = friedman([[0.9, 0.8]] * 3, higher_is_better=True)
         >>> verdict_across_datasets(["bilstm", "lstm"], result, [])[:60]
-        'bilstm has the best average rank (1.00), but 3 datasets are '
+        'bilstm has the best average rank (1.00), but with 3 datasets'
     """
     names = list(names)
     n, k = friedman_result.n_datasets, friedman_result.n_variants
@@ -324,12 +318,10 @@ def verdict_across_datasets(
     best, best_rank = names[best_index], float(ranks[best_index])
     tied = [name for name, rank in zip(names, ranks) if name != best and math.isclose(rank, best_rank)]
     lead = f"{best} has the best average rank ({best_rank:.2f}{', tied with ' + ', '.join(tied) if tied else ''})"
-    needed_for_one_test = min_datasets_for_significance(1, alpha)  # MIN_DATASETS at alpha = 0.05
+    needed_for_one_test = min_datasets_for_significance(1, alpha)
     if n < needed_for_one_test:
-        return (
-            f"{lead}, but {n} dataset{'s are' if n != 1 else ' is'} too few (underpowered): a two-sided Wilcoxon "
-            f"test cannot reach p < {alpha:g} with fewer than {needed_for_one_test}, so no difference can be claimed"
-        )
+        advice = f"no difference can be claimed with fewer than {needed_for_one_test} datasets"
+        return underpowered(lead, n, "dataset" if n == 1 else "datasets", needed_for_one_test, advice, alpha)
     if not friedman_result.significant(alpha):
         return (
             f"no variant is distinguishable over {n} datasets (Friedman/Iman–Davenport "

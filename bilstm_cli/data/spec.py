@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.dataset import PER_STEP
+from .dataset import PER_STEP
 
 
 @dataclass(frozen=True)

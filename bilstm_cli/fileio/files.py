@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..jsonable import jsonable
 from . import atomic
+from .jsonable import jsonable
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -12,28 +12,21 @@ number formatting or line endings, and anything that changes training does not m
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
-
 from ..config.schema import Config, DataConfig, StdinData
-from ..data.dataset import Dataset
-from ..data.formats import STDIN
 from ..errors import UsageError
+from ..fileio.digest import fingerprint as digest_of
+from .dataset import Dataset
+from .formats import STDIN
 
 
 def fingerprint(dataset: Dataset) -> StdinData:
     """Number of sequences and real steps, and the SHA-256 of the parsed data."""
-    digest = hashlib.sha256()
-    digest.update(dataset.task.encode())
-    digest.update(np.ascontiguousarray(dataset.lengths, dtype="<i8").tobytes())
     mask = dataset.step_mask()
-    digest.update(np.ascontiguousarray(dataset.x[mask], dtype="<f4").tobytes())  # padding does not count
+    parts = [dataset.task, dataset.lengths.astype("<i8"), dataset.x[mask].astype("<f4")]  # padding does not count
     if dataset.y is not None:
-        labels = dataset.y if dataset.y.ndim == 1 else dataset.y[mask]
-        digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
-    digest.update("\0".join(dataset.classes or []).encode())
-    return StdinData(sequences=dataset.size, steps=int(dataset.lengths.sum()), sha256=digest.hexdigest())
+        parts.append((dataset.y if dataset.y.ndim == 1 else dataset.y[mask]).astype("<i8"))
+    parts.append("\0".join(dataset.classes or []))
+    return StdinData(sequences=dataset.size, steps=int(dataset.lengths.sum()), sha256=digest_of(parts))
 
 
 def require_data(data: DataConfig, resume: str | None = None) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +80,21 @@ def fsync_directory(path: str | Path) -> None:
             os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def replace_directory(staging: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``staging`` under the name ``target`` (same parent folder).
+
+    A previous ``target`` is first renamed aside (hidden, ``.NAME.replaced-*``) and deleted only
+    after the new one is in place: at every moment ``target`` is either the old folder or the
+    new one, never a half-written or half-deleted one.
+    """
+    target = Path(target)
+    aside = None
+    if target.exists():
+        aside = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+        os.rename(target, aside)
+    os.rename(staging, target)
+    fsync_directory(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
