@@ -1,9 +1,10 @@
 """Command-line interface: parse flags, build the config, call one core function, report.
 
-This is the only module that maps exceptions to exit codes (:class:`BilstmGroup`). The
-commands' modules (and with them the backend, pandas and matplotlib) are imported inside the
-commands that need them, so ``bilstm --help``, ``bilstm config ...`` and ``bilstm generate``
-start fast.
+This is the only module that maps exceptions to exit codes (:class:`BilstmGroup`). A command
+builds its config with the light :mod:`bilstm_cli.commands.requests` (bad flags fail before
+anything heavy loads), then gets its core function from :func:`load_command`, the one path that
+selects the backend before a command's modules import Keras. So ``bilstm --help``,
+``bilstm config ...`` and ``bilstm generate`` start fast.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
+from .commands.requests import compare_request, resolve, train_request
+from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
 from .fileio.streams import silence_stdout
@@ -45,7 +47,7 @@ class BilstmGroup(click.Group):
     """A group that turns project errors into one-line messages and documented exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(os.environ.get("BILSTM_DEBUG")) or "--debug" in sys.argv[1:]
+        debug = bool(ctx.params.get("debug"))  # --debug or $BILSTM_DEBUG (Click's envvar)
         try:
             return super().invoke(ctx)
         except BilstmError as exc:
@@ -78,17 +80,10 @@ def _print_error(message: str) -> None:
         click.echo(f"  {line.strip()}" if line.startswith("  hint") else f"error: {line}", err=True)
 
 
-def resolve(config_file, assignments, flags: dict[str, Any]):
-    """The one place every command builds its config (defaults < file < --set < flags)."""
-    from .config.resolve import resolve_config  # pydantic: imported only by commands that need a config
-
-    values, cleared = split_flags(flags)
-    return resolve_config(config_file, assignments, values, cleared)
-
-
-def command_with_backend(command: str, backend_name: str | None):
-    """The core function of a command that trains, imported after its backend is selected:
-    its modules build Keras models, and Keras reads its backend once, on first import."""
+def load_command(command: str, backend_name: str | None = None):
+    """A command's core function (``run_<command>`` of ``commands/<command>.py``), imported after
+    the backend is selected (``backend_name``, else $BILSTM_BACKEND, else TensorFlow): Keras reads
+    its backend once, when it is first imported, and the command modules import it at the top."""
     import importlib
 
     from . import backend
@@ -102,9 +97,10 @@ def command_with_backend(command: str, backend_name: str | None):
 
 @click.group(cls=BilstmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bilstm")
-@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own logs.")
-@click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+@click.option(
+    "--debug", is_flag=True, envvar="BILSTM_DEBUG", show_envvar=True, help="Show tracebacks and libraries' own logs."
+)
+def main(debug: bool) -> None:
     """Train, evaluate and honestly compare LSTM and BiLSTM sequence classifiers.
 
     \b
@@ -136,8 +132,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @quiet_option
 def generate(config_file, assignments, samples, timesteps, threshold, task, seed, fmt, output, quiet):
     """Generate the tutorial's cumulative-sum sequence task."""
-    from .commands.generate import run_generate
-
+    run_generate = load_command("generate")
     config = resolve(
         config_file,
         assignments,
@@ -221,47 +216,23 @@ def train(
     """Train an LSTM or BiLSTM and save a run directory."""
     from .report.console import emit_json, stderr_console
     from .report.training import EpochReporter
-    from .runs.directory import load_saved_config
 
-    tensorboard = False if no_tensorboard else None
-    if resume:
-        refuse_with_resume(
-            "--resume continues with the run's saved config",
-            {
-                **{option_name(k): flags.get(k) for k in EXPERIMENT_FLAGS},
-                "--config": config_file,
-                "--set": assignments,
-                "--val-data": val_path,
-                "--log-every": log_every,
-                "--out": out,
-                "--name": name,
-            },
-        )
-        config = load_saved_config(resume, {"train.device": flags.get("device"), "output.tensorboard": tensorboard})
-        # a run trained on stdin data needs that data again (its config records a fingerprint, not a path)
-        from_stdin = config.data.stdin is not None
-        refuse_with_resume(
-            "--resume continues with the run's saved config", {"--data": None if from_stdin else data_path}
-        )
-        if from_stdin:
-            config.data.train_path = data_path
-    else:
-        config = resolve(
-            config_file,
-            assignments,
-            {
-                **shared_flags(flags),
-                "data.train_path": data_path,
-                "data.val_path": val_path,
-                "train.log_every": log_every,
-                "output.name": name,
-                "output.overwrite": True if force else None,
-                "output.tensorboard": tensorboard,
-            },
-        )
+    config = train_request(
+        config_file,
+        assignments,
+        flags,
+        data_path=data_path,
+        val_path=val_path,
+        log_every=log_every,
+        out=out,
+        name=name,
+        force=force,
+        resume=resume,
+        tensorboard=False if no_tensorboard else None,
+    )
     console = stderr_console()
     reporter = EpochReporter(config.train.epochs, EpochReporter.choose_mode(as_json, quiet, console), console)
-    run_train = command_with_backend("train", config.train.backend)
+    run_train = load_command("train", config.train.backend)
     result = run_train(config, reporter, out=out, resume=resume)
     if as_json:
         emit_json({"event": "finished", "run_dir": str(result.run_dir), "metrics": result.metrics})
@@ -298,10 +269,10 @@ def _fmt(value) -> str:
 @json_option
 def evaluate(target, data_path, samples, seed, show, input_format, backend, device, as_json):
     """Score a saved model: loss, accuracy, per-step accuracy, confusion matrix, per-class F1."""
-    from .commands.evaluate import run_evaluate
     from .report.console import emit_json, stdout_console
     from .report.evaluation import print_evaluation
 
+    run_evaluate = load_command("evaluate", backend)
     result = run_evaluate(target, data_path, samples, seed, show, device or "auto", input_format, backend)
     if as_json:
         emit_json(result.to_dict())
@@ -318,8 +289,7 @@ def evaluate(target, data_path, samples, seed, show, input_format, backend, devi
 @device_option
 def predict(target, input_path, output_format, input_format, backend, device):
     """Per-step probability and class for every input sequence, to stdout."""
-    from .commands.predict import run_predict
-
+    run_predict = load_command("predict", backend)
     sys.stdout.write(run_predict(target, input_path, output_format, device or "auto", input_format, backend))
     sys.stdout.flush()
 
@@ -371,53 +341,14 @@ def predict(target, input_path, output_format, input_format, backend, device):
 @quiet_option
 def compare(config_file, assignments, resume, as_json, quiet, **options):
     """Train variants x datasets over paired seeds and say, with statistics, which is better."""
-    from .compare.plan import comparison_datasets
-    from .config.variants import comparison_variants, split_list
     from .report.comparison import CompareReporter, print_compare_summary
     from .report.console import emit_json, stderr_console, stdout_console
     from .report.training import EpochReporter
-    from .runs.directory import load_saved_config
 
-    ray_options = ("address", "cpus_per_run", "gpus_per_run")
-    run_time = {
-        "compare.workers": options["workers"],
-        "train.device": options["device"],
-        "compare.executor": options["executor"],
-        **{f"compare.{name}": options[name] for name in ray_options},
-    }
-    if resume:
-        changing = ("variants", "modes", "vary", "data_paths", "repeats", "epochs", "metric", "seed", "backend", "out")
-        refuse_with_resume(
-            "--resume finishes the saved comparison",
-            {"--config": config_file, "--set": assignments, **{_flag(k): options[k] for k in changing}},
-        )
-        config = load_saved_config(resume, run_time)
-    else:
-        flags = {
-            "compare.repeats": options["repeats"],
-            "compare.metric": options["metric"],
-            "train.epochs": options["epochs"],
-            "train.seed": options["seed"],
-            "train.backend": options["backend"],
-            "output.overwrite": True if options["force"] else None,
-        }
-        config = resolve(config_file, assignments, {**flags, **run_time})
-    ray_only = [option_name(name) for name in ray_options if options[name] is not None]
-    if ray_only and config.compare.executor != "ray":
-        from .errors import UsageError
-
-        raise UsageError(f"{', '.join(ray_only)}: only for --executor ray", "add --executor ray")
-    if config.compare.executor == "ray":
-        from .compare.ray_executor import preflight
-
-        preflight(config.compare.address)  # Ray installed, --address reachable: before the backend loads
-    variants = comparison_variants(
-        config, split_list(options["variants"]), split_list(options["modes"]), options["vary"]
-    )
-    datasets = comparison_datasets(config, options["data_paths"])
+    config, variants, datasets = compare_request(config_file, assignments, options, resume)
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
-    run_compare = command_with_backend("compare", config.train.backend)
+    run_compare = load_command("compare", config.train.backend)
     result = run_compare(config, variants, reporter, datasets, out=options["out"], resume=resume)
     if as_json:
         emit_json({**result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})
@@ -425,10 +356,6 @@ def compare(config_file, assignments, resume, as_json, quiet, **options):
         print_compare_summary(result.summary, stdout_console(), result.wall_seconds)
         if not quiet:
             console.print(f"saved {result.out}/ ({', '.join(result.files)}, config.yaml, configs/, results/)")
-
-
-def _flag(name: str) -> str:
-    return {"data_paths": "--data"}.get(name, option_name(name))
 
 
 # ---------------------------------------------------------------------------- export
@@ -458,9 +385,9 @@ def export(target, fmt, output, force, as_json, quiet):
     Runs on TensorFlow whichever backend trained the model, and checks the export against the
     model on random variable-length input before writing it.
     """
-    from .commands.export import run_export
     from .report.console import emit_json
 
+    run_export = load_command("export", "tensorflow")  # export always runs on TensorFlow
     result = run_export(target, output, fmt, force)
     if as_json:
         emit_json(

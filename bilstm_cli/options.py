@@ -102,10 +102,23 @@ config_options = _stack(
 )
 
 device_option = click.option("--device", shell_complete=complete_device, help="auto, cpu, gpu or gpu:N.")
+
+
+def _flag_only(ctx: click.Context, param: click.Parameter, value):
+    """A value from the environment variable is not a flag: it ranks below a config's setting
+    (flag > config > environment > default), and :func:`bilstm_cli.backend.select` reads it."""
+    if ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+        return None
+    return value
+
+
 backend_option = click.option(
     "--backend",
     type=click.Choice(BACKENDS),
-    help="Keras backend (default: $BILSTM_BACKEND, else tensorflow).",
+    envvar="BILSTM_BACKEND",
+    show_envvar=True,
+    callback=_flag_only,
+    help="Keras backend (default: train.backend, else $BILSTM_BACKEND, else tensorflow).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors and the product.")

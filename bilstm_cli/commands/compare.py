@@ -32,7 +32,7 @@ from ..config.variants import Variant, recorded_variants
 from ..data import stdin_data
 from ..data.prepare import read_files
 from ..engine.session import recordable
-from ..errors import Interrupted, UsageError
+from ..errors import Interrupted
 from ..fileio import atomic
 from ..fileio.files import write_json
 from ..runs import directory
@@ -85,11 +85,6 @@ def run_compare(
     started = time.perf_counter()
     backend.select(config.train.backend)
     stdin_data.require_data(config.data)  # a config whose data came from stdin would train on the generator
-    if config.train.devices > 1:
-        raise UsageError(
-            f"train.devices={config.train.devices} is for bilstm train; compare trains each run on one device",
-            "remove train.devices, and use compare.workers or --executor ray for parallel runs",
-        )
     if resume is None:
         config = recordable(config)
         config.compare.variants = recorded_variants(variants)

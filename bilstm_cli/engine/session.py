@@ -45,7 +45,6 @@ class TrainingSession:
 
         self.config = config
         self.data = data
-        self.device = device
         self.seed = seed
         self.log_every = config.train.log_every or default_log_every(config.train.epochs)
         # fixed-length data trains without the mask (same numbers, a simpler and faster

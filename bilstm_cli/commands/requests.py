@@ -1,0 +1,153 @@
+"""What a command was asked to do, as a validated config: flags, ``--config``/``--set`` and the
+``--resume`` policy turned into one :class:`~bilstm_cli.config.schema.Config` (and, for compare,
+its variants and datasets).
+
+Light on purpose: it imports no backend, so a bad flag, config or resume request fails in a
+fraction of a second, before Keras loads (:func:`bilstm_cli.cli.load_command` comes after).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
+from ..config.schema import Config, DatasetSpec
+from ..config.variants import Variant
+from ..errors import UsageError
+
+RAY_OPTIONS = ("address", "cpus_per_run", "gpus_per_run")
+# compare options that change the experiment: refused with --resume
+COMPARE_EXPERIMENT_OPTIONS = (
+    *("variants", "modes", "vary", "data_paths"),
+    *("repeats", "epochs", "metric", "seed", "backend"),
+)
+
+
+def resolve(config_file: str | None, assignments: tuple[str, ...], flags: dict[str, Any]) -> Config:
+    """The one place every command builds its config (defaults < file < --set < flags)."""
+    from ..config.resolve import resolve_config
+
+    values, cleared = split_flags(flags)
+    return resolve_config(config_file, assignments, values, cleared)
+
+
+def train_request(
+    config_file: str | None,
+    assignments: tuple[str, ...],
+    flags: dict[str, Any],
+    *,
+    data_path: str | None = None,
+    val_path: str | None = None,
+    log_every: int | None = None,
+    out: str | None = None,
+    name: str | None = None,
+    force: bool = False,
+    resume: str | None = None,
+    tensorboard: bool | None = None,
+) -> Config:
+    """The config of a new run, or the saved config of the run ``resume`` continues.
+
+    ``flags`` are the shared model/training flags by name (``merge``, ``epochs``, ``device``...).
+    With ``resume``, options that would change the experiment are refused (exit 2).
+    """
+    if not resume:
+        return resolve(
+            config_file,
+            assignments,
+            {
+                **shared_flags(flags),
+                "data.train_path": data_path,
+                "data.val_path": val_path,
+                "train.log_every": log_every,
+                "output.name": name,
+                "output.overwrite": True if force else None,
+                "output.tensorboard": tensorboard,
+            },
+        )
+    from ..runs.directory import load_saved_config
+
+    refuse_with_resume(
+        "--resume continues with the run's saved config",
+        {
+            **{option_name(key): flags.get(key) for key in EXPERIMENT_FLAGS},
+            "--config": config_file,
+            "--set": assignments,
+            "--val-data": val_path,
+            "--log-every": log_every,
+            "--out": out,
+            "--name": name,
+        },
+    )
+    config = load_saved_config(resume, {"train.device": flags.get("device"), "output.tensorboard": tensorboard})
+    # a run trained on stdin data needs that data again (its config records a fingerprint, not a path)
+    from_stdin = config.data.stdin is not None
+    refuse_with_resume("--resume continues with the run's saved config", {"--data": None if from_stdin else data_path})
+    if from_stdin:
+        config.data.train_path = data_path
+    return config
+
+
+def compare_request(
+    config_file: str | None,
+    assignments: tuple[str, ...],
+    options: dict[str, Any],
+    resume: str | None = None,
+) -> tuple[Config, list[Variant], list[DatasetSpec]]:
+    """The config, variants and datasets of a comparison (``options``: compare's options by name).
+
+    Also checks what can be checked before the backend loads: Ray-only options without
+    ``--executor ray``, Ray installed and its address reachable, ``train.devices``.
+    """
+    from ..compare.plan import comparison_datasets
+    from ..config.variants import comparison_variants, split_list
+
+    run_time = {
+        "compare.workers": options.get("workers"),
+        "train.device": options.get("device"),
+        "compare.executor": options.get("executor"),
+        **{f"compare.{name}": options.get(name) for name in RAY_OPTIONS},
+    }
+    if resume:
+        from ..runs.directory import load_saved_config
+
+        refuse_with_resume(
+            "--resume finishes the saved comparison",
+            {
+                "--config": config_file,
+                "--set": assignments,
+                "--out": options.get("out"),
+                **{_flag(key): options.get(key) for key in COMPARE_EXPERIMENT_OPTIONS},
+            },
+        )
+        config = load_saved_config(resume, run_time)
+    else:
+        flags = {
+            "compare.repeats": options.get("repeats"),
+            "compare.metric": options.get("metric"),
+            "train.epochs": options.get("epochs"),
+            "train.seed": options.get("seed"),
+            "train.backend": options.get("backend"),
+            "output.overwrite": True if options.get("force") else None,
+        }
+        config = resolve(config_file, assignments, {**flags, **run_time})
+    ray_only = [option_name(name) for name in RAY_OPTIONS if options.get(name) is not None]
+    if ray_only and config.compare.executor != "ray":
+        raise UsageError(f"{', '.join(ray_only)}: only for --executor ray", "add --executor ray")
+    if config.train.devices > 1:
+        raise UsageError(
+            f"train.devices={config.train.devices} is for bilstm train; compare trains each run on one device",
+            "remove train.devices, and use compare.workers or --executor ray for parallel runs",
+        )
+    if config.compare.executor == "ray":
+        from ..compare.ray_executor import preflight
+
+        preflight(config.compare.address)  # Ray installed, --address reachable: before the backend loads
+    variants = comparison_variants(
+        config, split_list(options.get("variants")), split_list(options.get("modes")), options.get("vary", ())
+    )
+    datasets = comparison_datasets(config, options.get("data_paths", ()))
+    return config, variants, datasets
+
+
+def _flag(name: str) -> str:
+    return {"data_paths": "--data"}.get(name, option_name(name))
