@@ -20,6 +20,7 @@ from ..compare.plan import (
     TENSORBOARD,
     check_file_names,
     dataset_config,
+    jobs_to_run,
     missing_runs,
     plan_jobs,
     result_path,
@@ -117,7 +118,10 @@ def run_compare(
         missing = missing_runs(out_dir, datasets, variants, repeats)
         total = len(datasets) * len(variants) * repeats
         done = total - sum(len(m) for m in missing.values())
-        jobs = plan_jobs(run_configs, datasets, variants, missing, workers)
+        planned = plan_jobs(run_configs, datasets, variants, repeats, config.compare.runs_per_program)
+        jobs = jobs_to_run(planned, missing)
+        if isinstance(executor, LocalExecutor):
+            workers = executor.workers(len(jobs))
         seed = config.train.seed
         plan = ComparePlan(
             [d.name for d in datasets],
@@ -166,7 +170,7 @@ def _executor(config: Config, files: dict, prepared: dict, reporter) -> tuple[An
     for the plan line (Ray: the cluster, which decides the number of workers)."""
     settings = config.compare
     if settings.executor != "ray":
-        return LocalExecutor(config, settings.workers, files, prepared), settings.workers, "local"
+        return LocalExecutor(config, settings.workers, files, prepared), 1, "local"
     from ..compare.ray_executor import RayExecutor
 
     executor = RayExecutor(

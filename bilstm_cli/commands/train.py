@@ -16,7 +16,7 @@ from ..data.formats import STDIN, source_label
 from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
-from ..engine.loop import EarlyStoppingState, NonFiniteLoss
+from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, NonFiniteLoss
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
 from ..fileio.files import write_csv, write_json
@@ -70,25 +70,26 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     data = prepare_training_data(config.data, seed, config.train.class_weight, files=files)
     device = select_device(config.train.device)
 
-    session = TrainingSession(config, data, device, seed)
+    session = TrainingSession([config], [seed], data, device)
     if resume is None:
         run_dir = directory.prepare_run_directory(
-            directory.run_directory(config.output, session.variant, out), config.output.overwrite
+            directory.run_directory(config.output, session.variant(), out), config.output.overwrite
         )
         directory.save_config(run_dir, stdin_data.recorded_config(config, found))  # what a re-run can use
         write_json(run_dir / directory.DATA_SPEC, data.describe())
     reporter.message(
-        f"training {session.variant} on {session.device.description} with {backend.name()} "
+        f"training {session.variant()} on {session.device.description} with {backend.name()} "
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
     compile_seconds = session.compile()
-    history, start_epoch, stopping = History(), 0, EarlyStoppingState()
+    progress, start_epoch = CopyProgress(), 0
     if checkpoint_state is not None:
         session.engine.load_state(checkpoint_state)
-        history = History.from_dict(checkpoint_meta["history"])
+        progress.history = History.from_dict(checkpoint_meta["history"])
         start_epoch = int(checkpoint_meta["epoch"])
-        stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
+        progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
+    history, stopping = progress.history, progress.stopping
 
     def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
         state = session.engine.state()
@@ -116,9 +117,8 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     try:
         with StopRequest("stopping at the next safe point to save a checkpoint (press again to quit at once)") as stop:
             # the early-stopping state comes in on resume, and the checkpoint callback saves it
-            result = session.fit(
-                on_log, reporter.on_progress, checkpoint, lambda: stop.requested, start_epoch, history, stopping
-            )
+            callbacks = FitCallbacks(on_log, reporter.on_progress, checkpoint, lambda: stop.requested)
+            (result,) = session.fit(callbacks, start_epoch, [progress])
     except Exception as exc:
         reporter.close()
         if isinstance(exc, NonFiniteLoss):
@@ -147,7 +147,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     metrics = session.metrics(result, compile_seconds, time.perf_counter() - started)
     directory.save_model(run_dir, session.model_to_save())
     write_json(run_dir / directory.METRICS, metrics)
-    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant} (seed {seed})")
+    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {seed})")
     return TrainResult(run_dir, metrics)
 
 

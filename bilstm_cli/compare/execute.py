@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .. import backend
 from ..config.schema import Config
 from ..data.prepare import DataFiles, TrainingData
-from ..engine.loop import FitResult
+from ..engine.loop import FitCallbacks, FitResult
 from ..engine.session import TrainingSession
 from ..fileio.digest import fingerprint
 from .plan import Job, Part, dataset_config, repeat_seeds
@@ -33,17 +33,21 @@ def run_job(
     threads: int | None = None,
     files: DataFiles | None = None,
     prepared: dict[str, TrainingData] | None = None,
+    sessions: dict | None = None,
 ) -> None:
-    """Train every run of one job with one compiled engine and report each finished run.
+    """Train every run of one job as one program and report each finished run.
 
     Args:
         config: the comparison's config (the job's dataset and variants are applied here).
-        job: the dataset and the parts (variant + repeats) to train, in order.
-        on_result: receives each run's record (see :func:`run_record`).
-        should_stop: polled between chunks; True ends the job early (finished runs are kept).
+        job: the dataset and the parts (variant + repeats) to train, in copy order.
+        on_result: receives each run's record (see :func:`run_record`) when the program ends.
+        should_stop: polled between chunks; True ends the job without results (its runs are
+            trained again, whole, on resume).
         threads: CPU threads for this process (worker processes share the cores).
         files: the dataset's files, already read by the driver (workers need no filesystem).
         prepared: training data prepared by earlier jobs of this process, by data settings.
+        sessions: sessions of earlier jobs of this process, by structure: a job of the same
+            structure reuses one (its compiled program) with new seeds and learning rates.
     """
     from ..device import select_device
 
@@ -51,22 +55,29 @@ def run_job(
     device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
     base = dataset_config(config, job.dataset)
-    first = job.parts[0].variant.apply(base)
-    data = job_data(job.dataset.name, first, seeds[0], files, prepared if prepared is not None else {})
-    session = TrainingSession(first, data, device, seeds[job.parts[0].repeats[0]])
-    compiled = False
+    configs = [part.variant.apply(base) for part in job.parts for _ in part.repeats]
+    run_seeds = [seeds[repeat] for part in job.parts for repeat in part.repeats]
+    data = job_data(job.dataset.name, configs[0], seeds[0], files, prepared if prepared is not None else {})
+    sessions = sessions if sessions is not None else {}
+    key = (job.dataset.name, tuple((part.variant.name, len(part.repeats)) for part in job.parts), len(set(run_seeds)))
+    started = time.perf_counter()
+    session = sessions.get(key)
+    if session is None:
+        session = sessions[key] = TrainingSession(configs, run_seeds, data, device)
+        session.compile()
+    else:
+        session.restart(configs, run_seeds)
+    results = session.fit(FitCallbacks(should_stop=should_stop))
+    if any(result.stopped == "interrupted" for result in results):
+        return
+    tests = session.test_scores()
+    seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
+    copy = 0
     for part in job.parts:
-        session.retarget(part.variant.apply(base))
-        together = session.trains_repeats_together and len(part.repeats) > 1
-        if together and not session.config.train.early_stopping.enabled:
-            _run_together(session, job, part, seeds, on_result, should_stop)
-        else:
-            if not compiled:
-                session.compile()
-                compiled = True
-            _run_one_by_one(session, job, part, seeds, on_result, should_stop)
-        if should_stop():
-            return
+        for repeat in part.repeats:
+            test = None if tests is None else (float(tests[copy, 0]), float(tests[copy, 1]))
+            on_result(run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds))
+            copy += 1
 
 
 def job_data(
@@ -86,40 +97,8 @@ def job_data(
     return prepared[key]
 
 
-def _run_one_by_one(session: TrainingSession, job: Job, part: Part, seeds, on_result, should_stop) -> None:
-    for repeat in part.repeats:
-        if should_stop():
-            return
-        session.restart(seeds[repeat])
-        started = time.perf_counter()
-        result = session.fit(_ignore, _ignore, _ignore, should_stop)
-        if result.stopped == "interrupted":
-            return
-        test = session.test_scores()
-        seconds = time.perf_counter() - started
-        on_result(run_record(job, part, repeat, seeds[repeat], session.source, session, result, test, seconds))
-
-
-def _run_together(session: TrainingSession, job: Job, part: Part, seeds, on_result, should_stop) -> None:
-    """All of a part's repeats as one vectorised program (one compile, the hardware filled)."""
-    part_seeds = [seeds[repeat] for repeat in part.repeats]
-    started = time.perf_counter()
-    results, tests = session.fit_repeats(part_seeds, should_stop)
-    seconds = (time.perf_counter() - started) / len(part.repeats)  # each repeat's share of the wall time
-    if any(result.stopped == "interrupted" for result in results):
-        return
-    for index, (repeat, seed, result) in enumerate(zip(part.repeats, part_seeds, results)):
-        source = session.data.source(session.config.train.batch_size, seed)
-        test = tests[index] if tests is not None else None
-        on_result(run_record(job, part, repeat, seed, source, session, result, test, seconds))
-
-
-def _ignore(*args) -> None:
-    """Compare reports whole runs, not epochs or checkpoints."""
-
-
 def run_record(
-    job: Job, part: Part, repeat: int, seed: int, source, session: TrainingSession, result: FitResult, test, seconds
+    job: Job, part: Part, repeat: int, seed: int, session: TrainingSession, copy: int, result: FitResult, test, seconds
 ) -> dict:
     """What the driver stores for one finished run (``results/<dataset>/<variant>__repeat-NNN.json``)."""
     return {
@@ -127,7 +106,7 @@ def run_record(
         "variant": part.variant.name,
         "repeat": repeat,
         "seed": seed,
-        "data_fingerprint": _fingerprint(source, session.validation),
+        "data_fingerprint": _fingerprint(session.source(copy), session.validation),
         "history": result.history.to_dict(),
         "epochs_run": result.epochs_run,
         "stopped": result.stopped,
@@ -183,21 +162,27 @@ class LocalExecutor:
         prepared: dict[str, TrainingData] | None = None,
     ):
         self.config = config
-        self.workers = workers
+        self.setting = workers
         self.files = files
         self._prepared = prepared if prepared is not None else {}
+        self._sessions: dict = {}
+
+    def workers(self, jobs: int) -> int:
+        """Processes for ``jobs`` jobs: the setting, or ``auto``: one per core, at most one per job."""
+        return worker_count(self.setting, jobs)
 
     def run(self, jobs: list[Job], on_result: OnResult, should_stop: ShouldStop) -> None:
-        if self.workers <= 1 or len(jobs) <= 1:
+        workers = self.workers(len(jobs))
+        if workers <= 1:
             for job in jobs:
                 files = self.files.get(job.dataset.name)
-                run_job(self.config, job, on_result, should_stop, files=files, prepared=self._prepared)
+                run_job(self.config, job, on_result, should_stop, None, files, self._prepared, self._sessions)
                 if should_stop():
                     return
         else:
-            self._run_in_processes(jobs, on_result, should_stop)
+            self._run_in_processes(jobs, workers, on_result, should_stop)
 
-    def _run_in_processes(self, jobs: list[Job], on_result: OnResult, should_stop: ShouldStop) -> None:
+    def _run_in_processes(self, jobs: list[Job], workers: int, on_result: OnResult, should_stop: ShouldStop) -> None:
         import multiprocessing
         import queue as queue_module
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -205,7 +190,7 @@ class LocalExecutor:
         context = multiprocessing.get_context("spawn")
         manager = context.Manager()
         results, stop_event = manager.Queue(), manager.Event()
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = max(1, (os.cpu_count() or 1) // workers)
         config_json = self.config.model_dump_json()
 
         def drain() -> None:
@@ -216,7 +201,7 @@ class LocalExecutor:
                     return
 
         try:
-            with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 pending = {
                     pool.submit(
                         _worker, config_json, job, self.files.get(job.dataset.name), results, stop_event, threads
@@ -235,10 +220,22 @@ class LocalExecutor:
             manager.shutdown()
 
 
+def worker_count(setting: int | str, jobs: int) -> int:
+    """``compare.workers``: a number, or ``auto``: one process per CPU core, at most one per job."""
+    if setting == "auto":
+        return max(1, min(os.cpu_count() or 1, jobs))
+    return int(setting)
+
+
+# A worker process keeps what earlier jobs prepared: the data, and sessions (compiled programs).
+_worker_prepared: dict = {}
+_worker_sessions: dict = {}
+
+
 def _worker(config_json: str, job: Job, files: DataFiles | None, queue, stop_event, threads: int) -> None:
     """Process entry point for ``workers > 1`` (spawned: the backend is imported fresh)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     config = Config.model_validate_json(config_json)
-    run_job(config, job, queue.put, stop_event.is_set, threads, files)
+    run_job(config, job, queue.put, stop_event.is_set, threads, files, _worker_prepared, _worker_sessions)

@@ -12,11 +12,11 @@ with one compiled engine, so a grid over learning rates or epochs compiles once 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.program import program_key
 from ..config.recipe import file_recipe
 from ..config.resolve import with_overrides
 from ..config.schema import Config, DatasetSpec
@@ -27,20 +27,11 @@ RESULTS = "results"
 CONFIGS = "configs"
 TENSORBOARD = "tensorboard"
 GENERATED = "generated"  # the name of the built-in task as a dataset
-# Settings that change what a run computes but not the compiled program: runs that differ only
-# in these share one engine (the learning rate is an optimizer variable, epochs a loop bound).
-SHARED_PROGRAM_KEYS = (
-    ("train", "learning_rate"),
-    ("train", "epochs"),
-    ("train", "log_every"),
-    ("train", "checkpoint_every"),
-    ("train", "early_stopping"),
-)
 
 
 @dataclass
 class Part:
-    """Some repeats of one variant, inside a job."""
+    """Some repeats of one variant, inside a job (a segment of its program)."""
 
     variant: Variant
     repeats: list[int]
@@ -48,7 +39,13 @@ class Part:
 
 @dataclass
 class Job:
-    """One unit of work for an executor: parts that share a compiled program, on one dataset."""
+    """One unit of work for an executor: the runs of one compiled program, on one dataset.
+
+    Its parts are variants over the same block of repeats; the program trains them all at
+    once (see :class:`bilstm_cli.engine.session.TrainingSession`), variant after variant in
+    copy order. Which runs form a job is fixed by the plan alone (never by the number of
+    workers, the executor or what is left to run), so results do not depend on them.
+    """
 
     dataset: DatasetSpec
     parts: list[Part] = field(default_factory=list)
@@ -118,54 +115,41 @@ def repeat_seeds(config: Config) -> list[int]:
     return [config.train.seed + r for r in range(config.compare.repeats)]
 
 
-def program_key(config: Config) -> str:
-    """What the compiled training program depends on: equal keys can share one engine."""
-    settings = config.model_dump(mode="json")
-    for section, key in SHARED_PROGRAM_KEYS:
-        settings[section].pop(key, None)
-    settings["train"].pop("seed", None)
-    settings.pop("compare", None)
-    settings.pop("output", None)
-    return json.dumps(settings, sort_keys=True)
-
-
 def plan_jobs(
     run_configs: dict[tuple[str, str], Config],
     datasets: list[DatasetSpec],
     variants: list[Variant],
-    missing: dict[tuple[str, str], list[int]],
-    workers: int,
+    repeats: int,
+    runs_per_program: int,
 ) -> list[Job]:
-    """Group the missing runs into jobs: per dataset, variants with the same program share one.
+    """Every run of the comparison, grouped into jobs (programs).
 
-    ``run_configs`` holds each (dataset, variant)'s config (see :func:`run_config`). Jobs are
-    split further (first by variant, then by repeats) while workers would idle.
+    Per dataset, variants with the same :func:`~bilstm_cli.config.program.program_key` share
+    programs; their repeats are cut into blocks so that a job holds at most
+    ``runs_per_program`` runs (at least one repeat of every variant of the group).
+
+    ``run_configs`` holds each (dataset, variant)'s config (see :func:`run_config`).
     """
     jobs = []
     for dataset in datasets:
-        groups: dict[str, Job] = {}
+        groups: dict[str, list[Variant]] = {}
         for variant in variants:
-            repeats = missing.get((dataset.name, variant.name), [])
-            if repeats:
-                key = program_key(run_configs[(dataset.name, variant.name)])
-                groups.setdefault(key, Job(dataset)).parts.append(Part(variant, repeats))
-        jobs.extend(groups.values())
-    while len(jobs) < workers and any(job.runs > 1 for job in jobs):
-        largest = max(jobs, key=lambda job: job.runs)
-        jobs.remove(largest)
-        jobs.extend(_halves(largest))
+            groups.setdefault(program_key(run_configs[(dataset.name, variant.name)]), []).append(variant)
+        for members in groups.values():
+            block = max(1, runs_per_program // len(members))
+            for first in range(0, repeats, block):
+                block_repeats = list(range(first, min(first + block, repeats)))
+                jobs.append(Job(dataset, [Part(variant, block_repeats) for variant in members]))
     return jobs
 
 
-def _halves(job: Job) -> list[Job]:
-    if len(job.parts) > 1:
-        middle = len(job.parts) // 2
-        return [Job(job.dataset, job.parts[:middle]), Job(job.dataset, job.parts[middle:])]
-    part = job.parts[0]
-    middle = len(part.repeats) // 2
+def jobs_to_run(jobs: list[Job], missing: dict[tuple[str, str], list[int]]) -> list[Job]:
+    """The jobs with a run still missing, whole: a program is trained again as planned (its
+    finished runs compute the same numbers again), so no run's group depends on a resume."""
     return [
-        Job(job.dataset, [Part(part.variant, part.repeats[:middle])]),
-        Job(job.dataset, [Part(part.variant, part.repeats[middle:])]),
+        job
+        for job in jobs
+        if any(set(part.repeats) & set(missing.get((job.dataset.name, part.variant.name), [])) for part in job.parts)
     ]
 
 

@@ -156,7 +156,12 @@ class CompareConfig(Section):
     )
     datasets: list[DatasetSpec] = Field(default_factory=list, description="several datasets; empty = the data section")
     repeats: int = Field(10, ge=1, le=10_000)
-    workers: int = Field(1, ge=1, le=256)
+    workers: Union[int, Literal["auto"]] = Field(
+        "auto", description="worker processes; auto = one per CPU core (never more than there are programs)"
+    )
+    runs_per_program: int = Field(
+        20, ge=1, le=10_000, description="runs trained together as one compiled program (fixed by the plan)"
+    )
     executor: Executor = Field("local", description="where runs train: local processes or Ray")
     address: Optional[str] = Field(
         None, description="Ray cluster: null = a private local instance, auto = the running one, or HOST:PORT"

@@ -12,6 +12,8 @@ VALIDATION_STREAM = 2
 SHUFFLE_STREAM = 3
 SPLIT_STREAM = 4
 STANDARDIZE_STREAM = 5
+INITIAL_WEIGHTS_STREAM = 6  # a run's initial weights (engine/initializers.py)
+DROPOUT_STREAM = 7  # a run's dropout masks
 
 
 def cumulative_sum_task(

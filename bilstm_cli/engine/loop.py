@@ -1,6 +1,10 @@
-"""The epoch loop around a backend's engine: logging, validation, checkpoints, early
-stopping, NaN handling and Ctrl-C. It never branches on the backend, and never prints:
-progress goes through callbacks.
+"""The epoch loop around an engine: logging, validation, checkpoints, early stopping, NaN
+handling and Ctrl-C, for the C runs (copies) one program trains at once (``train``: one).
+
+It never branches on the backend and never prints: progress goes through callbacks. Each copy
+keeps its own history, early stopping (a copy that stops is frozen: it keeps its weights and
+step count while the others go on, and gets its best weights back at the end) and NaN check,
+so a copy's numbers do not depend on which other runs share its program.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,28 +22,23 @@ from ..errors import TrainingError
 from .history import History, LogRecord
 
 
-class Engine(Protocol):
-    """What the loop needs from a backend's engine (see :mod:`bilstm_cli.engine.tensorflow`)."""
-
-    steps_per_call: int
-
-    def train(self, batches: Batches) -> np.ndarray:
-        """Train on every step; return ``(steps, 3)``: loss, labelled positions, correct."""
-
-    def evaluate(self, batches: Batches) -> tuple[float, float]:
-        """Mean loss and accuracy over the real positions (no class weights)."""
-
-    def state(self) -> list[np.ndarray]:
-        """Every model and optimizer variable, for checkpoints and best weights."""
-
-    def load_state(self, values: list[np.ndarray]) -> None: ...
-
-
 class BatchSource(Protocol):
     steps_per_epoch: int
     timesteps: int
 
     def batches(self, start_epoch: int, stop_epoch: int) -> Batches: ...
+
+
+class Trainer(Protocol):
+    """What the loop needs from an engine (see :class:`bilstm_cli.engine.base.Engine`)."""
+
+    steps_per_call: int
+    active: np.ndarray
+
+    def train(self, batches: Sequence[Batches]) -> np.ndarray: ...
+    def evaluate(self, batches: Batches) -> np.ndarray: ...
+    def copy_state(self, copy: int) -> list[np.ndarray]: ...
+    def set_copy_state(self, copy: int, values: Sequence[np.ndarray]) -> None: ...
 
 
 @dataclass
@@ -61,6 +60,8 @@ class FitPlan:
 
 @dataclass
 class FitCallbacks:
+    """``on_log`` and ``on_checkpoint`` report copy 0 (``train`` trains one copy)."""
+
     on_log: Callable[[LogRecord], None] = lambda record: None
     on_progress: Callable[[int], None] = lambda epoch: None
     on_checkpoint: Callable[[int, History], None] = lambda epoch, history: None
@@ -100,172 +101,152 @@ class EarlyStoppingState:
         return cls(float(meta["best_loss"]), int(meta["best_epoch"]), best_state)
 
 
+@dataclass
+class CopyProgress:
+    """One copy's run so far: its history, early stopping and where it stopped."""
+
+    history: History = field(default_factory=History)
+    stopping: EarlyStoppingState = field(default_factory=EarlyStoppingState)
+    stopped: str | None = None
+    epochs_run: int = 0
+    window_start: int = 0
+
+
 class NonFiniteLoss(TrainingError):
     """The loss became NaN or infinite; ``epoch`` is the first bad one (1-based)."""
 
-    def __init__(self, epoch: int, history: History):
+    def __init__(self, epoch: int, history: History, copy: int = 0):
         super().__init__(
             f"the training loss became NaN or infinite at epoch {epoch}",
             "lower the learning rate (e.g. --learning-rate 0.001) or check the data for extreme values",
         )
         self.epoch = epoch
         self.history = history
+        self.copy = copy
 
 
 def fit(
-    engine: Engine,
-    source: BatchSource,
+    engine: Trainer,
+    sources: Sequence[BatchSource],
     plan: FitPlan,
     validation: Batches | None = None,
     callbacks: FitCallbacks | None = None,
-    history: History | None = None,
-    early_stopping: EarlyStoppingState | None = None,
-) -> FitResult:
-    """Train epochs ``plan.start_epoch + 1 .. plan.epochs``, validating every ``log_every``.
+    progress: Sequence[CopyProgress] | None = None,
+) -> list[FitResult]:
+    """Train epochs ``plan.start_epoch + 1 .. plan.epochs`` of every copy, validating every ``log_every``.
 
     Chunks end at every log and checkpoint epoch (absolute epoch numbers, so a resumed run
     stops at the same places). Between chunks the loop checks ``should_stop`` (Ctrl-C),
     non-finite losses and early stopping.
 
     Args:
-        engine: the backend's compiled training and evaluation calls.
-        source: the training batches of each epoch.
+        engine: the backend's compiled training and evaluation calls for C copies.
+        sources: one batch source per data stream the engine's copies train on.
         plan: epochs, logging, checkpoints, early stopping.
         validation: scored at every logged epoch (None: no validation).
-        callbacks: logged rows, progress, checkpoints, Ctrl-C.
-        history: the epochs run so far (resume); appended to in place.
-        early_stopping: early stopping's state so far (resume); updated in place, so the
-            ``on_checkpoint`` callback can save it.
+        callbacks: logged rows and checkpoints (of copy 0), progress, Ctrl-C.
+        progress: each copy's state so far (resume: its history and early stopping);
+            updated in place, so the ``on_checkpoint`` callback can save it.
+
+    Returns:
+        One result per copy; a copy whose loss became non-finite raises :class:`NonFiniteLoss`.
     """
     callbacks = callbacks or FitCallbacks()
-    history = history if history is not None else History()
-    stopping = early_stopping if early_stopping is not None else EarlyStoppingState()
+    copies = len(engine.active)
+    progress = list(progress) if progress is not None else [CopyProgress() for _ in range(copies)]
+    for run in progress:
+        run.epochs_run = run.window_start = plan.start_epoch
     epoch = plan.start_epoch
-    elapsed_before = history.elapsed[-1] if history.elapsed else 0.0
+    elapsed_before = progress[0].history.elapsed[-1] if progress[0].history.elapsed else 0.0
     started = time.perf_counter()
-    epochs_per_call = max(1, engine.steps_per_call // source.steps_per_epoch)
-    stopped = None
-    window_start = epoch
+    steps_per_epoch = sources[0].steps_per_epoch
+    epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
+    interrupted = False
     last_checkpoint = time.perf_counter()
 
-    prefetch = _Prefetch(source.batches)
+    prefetch = _Prefetch(lambda start, stop: [source.batches(start, stop) for source in sources])
     try:
-        while epoch < plan.epochs:
+        while epoch < plan.epochs and engine.active.any():
             if callbacks.should_stop():
-                stopped = "interrupted"
+                interrupted = True
                 break
             chunk_end = _chunk_end(epoch, plan, epochs_per_call)
             results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
-            _record_epochs(
-                history, epoch, results, source.steps_per_epoch, elapsed_before + time.perf_counter() - started
-            )
+            now = elapsed_before + time.perf_counter() - started
+            for copy in np.flatnonzero(engine.active):
+                _record_epochs(progress[copy].history, epoch, results[:, copy], steps_per_epoch, now, int(copy))
+                progress[copy].epochs_run = chunk_end
             epoch = chunk_end
             callbacks.on_progress(epoch)
 
             logged = epoch % plan.log_every == 0 or epoch == plan.epochs
             if logged:
-                val_loss = val_accuracy = None
-                if validation is not None:
-                    val_loss, val_accuracy = engine.evaluate(validation)
-                    if not math.isfinite(val_loss):  # this epoch's update broke the weights
-                        raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
-                    history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
-                record = LogRecord(
+                _validate(engine, validation, epoch, plan, progress, callbacks)
+            if not progress[0].stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
+                callbacks.on_checkpoint(epoch, progress[0].history)
+                last_checkpoint = time.perf_counter()
+    finally:
+        prefetch.close()
+
+    seconds = time.perf_counter() - started
+    results = []
+    for copy, run in enumerate(progress):
+        stopped = "interrupted" if interrupted and run.stopped is None else run.stopped
+        best = run.stopping
+        # early stopping keeps the best weights, also when the epoch cap came first
+        if stopped != "interrupted" and best.best_state is not None and best.best_epoch != run.epochs_run:
+            engine.set_copy_state(copy, best.best_state)
+        results.append(FitResult(run.history, run.epochs_run, stopped, best.best_epoch, seconds))
+    return results
+
+
+def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, callbacks) -> None:
+    """Score every active copy at a logged epoch; log copy 0; apply early stopping per copy."""
+    scores = engine.evaluate(validation) if validation is not None else None
+    for copy in np.flatnonzero(engine.active):
+        run = progress[copy]
+        history = run.history
+        val_loss = val_accuracy = None
+        if scores is not None:
+            val_loss, val_accuracy = float(scores[copy, 0]), float(scores[copy, 1])
+            if not math.isfinite(val_loss):  # this epoch's update broke the weights
+                raise NonFiniteLoss(epoch, history.truncate(len(history) - 1), int(copy))
+            history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
+        if copy == 0:
+            window = epoch - run.window_start
+            callbacks.on_log(
+                LogRecord(
                     epoch,
-                    _window_mean(history.loss, epoch - window_start),
-                    _window_mean(history.accuracy, epoch - window_start),
+                    _window_mean(history.loss, window),
+                    _window_mean(history.accuracy, window),
                     val_loss,
                     val_accuracy,
                     history.elapsed[-1],
                 )
-                window_start = epoch
-                callbacks.on_log(record)
-                if plan.early_stopping_patience and val_loss is not None:
-                    if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
-                        stopping.best_loss, stopping.best_epoch, stopping.best_state = val_loss, epoch, engine.state()
-                    elif (
-                        stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience
-                    ):
-                        stopped = "early-stopping"
-            if not stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
-                callbacks.on_checkpoint(epoch, history)
-                last_checkpoint = time.perf_counter()
-            if stopped:
-                break
-    finally:
-        prefetch.close()
-
-    # early stopping keeps the best weights, also when the epoch cap came first
-    if stopped != "interrupted" and stopping.best_state is not None and stopping.best_epoch != epoch:
-        engine.load_state(stopping.best_state)
-    return FitResult(history, epoch, stopped, stopping.best_epoch, time.perf_counter() - started)
+            )
+        run.window_start = epoch
+        if plan.early_stopping_patience and val_loss is not None:
+            stopping = run.stopping
+            if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
+                stopping.best_loss, stopping.best_epoch = val_loss, epoch
+                stopping.best_state = engine.copy_state(int(copy))
+            elif stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience:
+                run.stopped = "early-stopping"
+                engine.active[copy] = False  # frozen from the next step on
 
 
-class RepeatsEngine(Protocol):
-    """What :func:`fit_repeats` needs: R runs of one variant trained as one program."""
-
-    steps_per_call: int
-
-    def train(self, batches: Sequence[Batches]) -> np.ndarray:
-        """Train run r on ``batches[r]``; return ``(R, steps, 3)``."""
-
-    def evaluate(self, batches: Batches) -> list[tuple[float, float]]:
-        """Every run's mean loss and accuracy on the shared validation batches."""
-
-
-def fit_repeats(
-    engine: RepeatsEngine,
-    sources: Sequence[BatchSource],
-    plan: FitPlan,
-    validation: Batches | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> list[FitResult]:
-    """:func:`fit` for R repeats trained together: the same chunks, logged epochs and
-    validation points as R separate runs, so each repeat's history matches its sequential
-    run (within floating-point tolerance). No checkpoints or early stopping (``compare``
-    runs every repeat for the same epochs); ``should_stop`` ends all repeats at a chunk
-    boundary, returning results marked ``interrupted``.
-    """
-    if plan.early_stopping_patience or plan.checkpoint_every or plan.start_epoch:
-        raise ValueError("fit_repeats runs whole comparisons: no early stopping, checkpoints or resume")
-    histories = [History() for _ in sources]
-    steps_per_epoch = sources[0].steps_per_epoch
-    epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
-    started = time.perf_counter()
-    epoch, stopped = 0, None
-    prefetch = _Prefetch(lambda start, stop: [source.batches(start, stop) for source in sources])
-    try:
-        while epoch < plan.epochs:
-            if should_stop():
-                stopped = "interrupted"
-                break
-            chunk_end = _chunk_end(epoch, plan, epochs_per_call)
-            results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
-            now = time.perf_counter() - started
-            for history, repeat_results in zip(histories, results):
-                _record_epochs(history, epoch, repeat_results, steps_per_epoch, now)
-            epoch = chunk_end
-            if validation is not None and (epoch % plan.log_every == 0 or epoch == plan.epochs):
-                for history, (val_loss, val_accuracy) in zip(histories, engine.evaluate(validation)):
-                    if not math.isfinite(val_loss):
-                        raise NonFiniteLoss(epoch, history.truncate(len(history) - 1))
-                    history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
-    finally:
-        prefetch.close()
-    seconds = time.perf_counter() - started
-    return [FitResult(history, epoch, stopped, None, seconds) for history in histories]
-
-
-def _record_epochs(history: History, first: int, results: np.ndarray, steps_per_epoch: int, now: float) -> None:
+def _record_epochs(
+    history: History, first: int, results: np.ndarray, steps_per_epoch: int, now: float, copy: int = 0
+) -> None:
     """Append the epochs after ``first`` from per-step ``(loss, positions, correct)`` results.
 
     An epoch's loss is the position-weighted mean of its steps' losses, so it equals what one
     pass over the epoch's data would report. Raises NonFiniteLoss at the first bad epoch,
     with the history of the good ones.
     """
-    per_epoch = results.reshape(-1, steps_per_epoch, 3)
+    per_epoch = results.reshape(-1, steps_per_epoch, 3).astype(np.float64)
     positions = np.maximum(per_epoch[..., 1].sum(axis=1), 1)
-    losses = (per_epoch[..., 0] * per_epoch[..., 1]).sum(axis=1) / positions
+    losses = per_epoch[..., 0].sum(axis=1) / positions
     accuracies = per_epoch[..., 2].sum(axis=1) / positions
     finite = np.isfinite(losses)
     good = int(np.argmin(finite)) if not finite.all() else len(losses)
@@ -277,7 +258,7 @@ def _record_epochs(history: History, first: int, results: np.ndarray, steps_per_
         history.val_accuracy.append(math.nan)
         history.elapsed.append(now)
     if good < len(losses):
-        raise NonFiniteLoss(first + good + 1, history)
+        raise NonFiniteLoss(first + good + 1, history, copy)
 
 
 def _chunk_end(epoch: int, plan: FitPlan, epochs_per_call: int) -> int:

@@ -1,22 +1,31 @@
-"""A training session: one config's model, data source and engine, ready to fit.
+"""A training session: the runs of one program (their configs and seeds), their data sources
+and the engine that trains them, ready to fit.
 
-Shared by ``train`` (one run) and ``compare`` (many repeats of one variant, compiled once).
+``train`` makes a session of one run; ``compare`` one per program group (repeats, and variants
+whose shapes allow it, see :func:`program_key`). Every run keeps its own seed (initial weights,
+data stream, dropout), learning rate, early stopping and history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .. import backend
+from ..config.program import program_key
 from ..config.schema import Config
 from ..config.variants import model_variant_name
 from ..data.prepare import TrainingData
-from ..device import DeviceInfo, seed_everything, spread_over
+from ..device import DeviceInfo, spread_over
 from ..errors import UsageError
 from ..model.build import build_model
 from ..seeds import draw_seed
 from . import for_backend
-from .loop import EarlyStoppingState, FitCallbacks, FitPlan, FitResult, fit, fit_repeats
+from .base import Engine, Program
+from .keras_model import copy_weights, load_into
+from .loop import CopyProgress, FitCallbacks, FitPlan, FitResult, fit
+from .network import Network, Segment, Trunk
+from .optimizers import OptimizerSettings
 from .terms import steps_per_call
 
 ROWS_TO_LOG = 20  # default number of logged rows (and validation points) per run
@@ -36,74 +45,98 @@ def recordable(config: Config) -> Config:
     return resolved
 
 
+def optimizer_settings(config: Config) -> OptimizerSettings:
+    return OptimizerSettings(name=config.train.optimizer)
+
+
 class TrainingSession:
-    """A model and engine for one config, ready to fit (shared by train and compare)."""
+    """The runs of one program (``configs[i]`` trained from ``seeds[i]``), ready to fit.
 
-    def __init__(self, config: Config, data: TrainingData, device: DeviceInfo, seed: int):
-        self._engine_module = for_backend()
-        TrainingEngine, use_xla = self._engine_module.TrainingEngine, self._engine_module.use_xla
+    Args:
+        configs: each run's full config; all must share :func:`program_key`.
+        seeds: each run's seed (its initial weights, data stream and dropout).
+        data: the prepared data (shared: the validation split comes from the first seed).
+        device: the selected device (``train.devices`` spreads one run over several).
+    """
 
-        self.config = config
-        self.data = data
-        self.seed = seed
+    def __init__(self, configs: Sequence[Config], seeds: Sequence[int], data: TrainingData, device: DeviceInfo):
+        if len(configs) != len(seeds) or not configs:
+            raise ValueError("one seed per run, and at least one run")
+        keys = {program_key(config) for config in configs}
+        if len(keys) > 1:
+            raise ValueError("runs of one program must differ only in model variant, learning rate and seed")
+        config = configs[0]
+        self.configs, self.seeds, self.data = list(configs), [int(s) for s in seeds], data
         self.log_every = config.train.log_every or default_log_every(config.train.epochs)
         # fixed-length data trains without the mask (same numbers, a simpler and faster
-        # compiled program); the saved model always has it, for variable-length input
+        # program); the saved model always has it, for variable-length input
         self.masked = data.variable_length
-        self.source = data.source(config.train.batch_size, seed)
+        self.stream_seeds = list(dict.fromkeys(self.seeds))  # one data stream per distinct seed
+        self.sources = [data.source(config.train.batch_size, seed) for seed in self.stream_seeds]
         self.validation = data.validation_batches()
         self.test = data.test_batches()
-        batch = self.source.batch_size
-        self.batch_shape = (batch, self.source.timesteps, data.spec.features)
-        # several devices (train.devices): the first N of the selected kind, each step's batch split across them
-        self.device = device = spread_over(device, config.train.devices, batch)
-        if device.devices > 1:
-            TrainingEngine = self._engine_module.DataParallelEngine
-        per_device = batch // device.devices  # XLA's choice depends on the step each device runs
-        self.jit_compile = use_xla(config.train.jit_compile, device.kind, per_device, self.source.timesteps)
-        self.engine = TrainingEngine(
-            self.initial_model(seed),
-            data.spec,
-            optimizer=config.train.optimizer,
-            learning_rate=config.train.learning_rate,
+        source = self.sources[0]
+        self.batch_shape = (source.batch_size, source.timesteps, data.spec.features)
+        self.device = device = spread_over(device, config.train.devices, source.batch_size)
+        if device.devices > 1 and len(configs) > 1:
+            raise UsageError(
+                f"train.devices={device.devices} is for bilstm train; compare trains each run on one device",
+                "set train.devices=1 (compare.workers trains several runs at once)",
+            )
+        module = for_backend()
+        per_device = source.batch_size // device.devices  # XLA's choice depends on the step each device runs
+        self.jit_compile = module.use_xla(config.train.jit_compile, device.kind, per_device, source.timesteps)
+        self.network = Network(_trunk(config, data, self.masked), _segments(configs))
+        program = Program(
+            network=self.network,
+            spec=data.spec,
+            optimizer=optimizer_settings(config),
+            batch_shape=self.batch_shape,
+            streams=len(self.sources),
+            steps_per_call=steps_per_call(
+                source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(self.sources)
+            ),
+            standardization=data.standardization,
+        )
+        self.engine: Engine = module.engine_class(device.devices)(
+            program,
+            seeds=self.seeds,
+            copy_streams=[self.stream_seeds.index(seed) for seed in self.seeds],
+            learning_rates=[c.train.learning_rate for c in configs],
             jit_compile=self.jit_compile,
-            steps_per_call=steps_per_call(self.source.steps_per_epoch, self.log_every, *self.batch_shape),
             device=device,
         )
 
+    def restart(self, configs: Sequence[Config], seeds: Sequence[int]) -> None:
+        """Train other runs of the same structure (variants in the same order and numbers, as
+        many data streams) with this session's compiled program: new seeds and learning rates."""
+        stream_seeds = list(dict.fromkeys(int(s) for s in seeds))
+        if len(configs) != self.copies or len(stream_seeds) != len(self.stream_seeds):
+            raise ValueError("restart needs runs of the same structure")
+        self.configs, self.seeds, self.stream_seeds = list(configs), [int(s) for s in seeds], stream_seeds
+        self.sources = [self.data.source(configs[0].train.batch_size, seed) for seed in stream_seeds]
+        self.engine.restart(
+            self.seeds,
+            [stream_seeds.index(seed) for seed in self.seeds],
+            [config.train.learning_rate for config in configs],
+        )
+
     @property
-    def variant(self) -> str:
-        return model_variant_name(self.config.model)
+    def copies(self) -> int:
+        return len(self.configs)
 
-    def _build(self, masked: bool):
-        with self._engine_module.placed(self.device):
-            return build_model(self.config.model, self.data.spec, self.data.standardization, masked=masked)
+    def variant(self, copy: int = 0) -> str:
+        return model_variant_name(self.configs[copy].model)
 
-    def initial_model(self, seed: int):
-        """The freshly initialised model of a given seed (same seed, same weights)."""
-        seed_everything(seed)
-        return self._build(self.masked)
-
-    def model_to_save(self):
-        """The trained model with length masking, whatever the training graph used."""
-        if self.masked:
-            return self.engine.model
-        model = self._build(masked=True)
-        model.set_weights(self.engine.model.get_weights())
-        return model
+    def source(self, copy: int = 0):
+        """The batch source of a run (its seed's data stream)."""
+        return self.sources[self.stream_seeds.index(self.seeds[copy])]
 
     def compile(self) -> float:
-        return self.engine.compile(self.batch_shape, self.validation)
+        return self.engine.compile(self.validation)
 
-    def restart(self, seed: int) -> None:
-        """Reinitialise weights and optimizer for another seed, keeping the compiled calls."""
-        self._refuse_several_devices()
-        self.seed = seed
-        self.source = self.data.source(self.config.train.batch_size, seed)
-        self.engine.reset(self.initial_model(seed))
-
-    def _plan(self, start_epoch: int = 0) -> FitPlan:
-        train = self.config.train
+    def plan(self, start_epoch: int = 0) -> FitPlan:
+        train = self.configs[0].train
         stopping = train.early_stopping
         if stopping.enabled and self.validation is None:
             raise UsageError(
@@ -121,74 +154,48 @@ class TrainingSession:
 
     def fit(
         self,
-        on_log,
-        on_progress,
-        on_checkpoint,
-        should_stop,
+        callbacks: FitCallbacks | None = None,
         start_epoch: int = 0,
-        history=None,
-        early_stopping: EarlyStoppingState | None = None,
-    ) -> FitResult:
-        """Train from ``start_epoch`` (resume: with the saved ``history`` and ``early_stopping``
-        state, which the loop updates in place so checkpoints can save it)."""
-        callbacks = FitCallbacks(on_log, on_progress, on_checkpoint, should_stop)
-        plan = self._plan(start_epoch)
-        return fit(self.engine, self.source, plan, self.validation, callbacks, history, early_stopping)
+        progress: Sequence[CopyProgress] | None = None,
+    ) -> list[FitResult]:
+        """Train every run from ``start_epoch`` (resume: with each run's saved ``progress``,
+        which the loop updates in place so checkpoints can save it); one result per run."""
+        return fit(self.engine, self.sources, self.plan(start_epoch), self.validation, callbacks, progress)
 
-    @property
-    def trains_repeats_together(self) -> bool:
-        """Whether the backend can train several repeats as one program (JAX: vmap)."""
-        return hasattr(self._engine_module, "RepeatsEngine")
-
-    def fit_repeats(self, seeds: list[int], should_stop) -> tuple[list[FitResult], list[tuple[float, float]] | None]:
-        """Train one run per seed, all at once (see :func:`~bilstm_cli.engine.loop.fit_repeats`):
-        each keeps its own initial weights, optimizer state and data stream. Returns the results
-        and, with a test set, every run's test loss and accuracy."""
-        self._refuse_several_devices()
-        initial_models = [self.initial_model(seed) for seed in seeds]
-        window = steps_per_call(
-            self.source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(seeds)
-        )  # R runs' batches go into each call: the same memory bound as one run
-        engine = self._engine_module.RepeatsEngine(self.engine, initial_models, min(window, self.engine.steps_per_call))
-        sources = [self.data.source(self.config.train.batch_size, seed) for seed in seeds]
-        results = fit_repeats(engine, sources, self._plan(), self.validation, should_stop)
-        return results, engine.evaluate(self.test) if self.test is not None else None
-
-    def _refuse_several_devices(self) -> None:
-        """Repeats (compare) train on one device each: ``train.devices`` is for one ``train`` run."""
-        if self.device.devices > 1:
-            raise UsageError(
-                f"train.devices={self.device.devices} is for bilstm train; compare trains each run on one device",
-                "set train.devices=1 (compare.workers trains several runs at once)",
-            )
-
-    def retarget(self, config: Config) -> None:
-        """Train the next runs with ``config``, keeping the compiled calls. Only settings that do
-        not change the compiled program may differ (learning rate, epochs, log interval: see
-        :data:`bilstm_cli.compare.plan.SHARED_PROGRAM_KEYS`)."""
-        self.config = config
-        self.log_every = config.train.log_every or default_log_every(config.train.epochs)
-        self.engine.set_learning_rate(config.train.learning_rate)
-
-    def _test_metrics(self) -> dict[str, Any]:
-        scores = self.test_scores()
-        if scores is None:
-            return {}
-        return {"test_loss": scores[0], "test_accuracy": scores[1], "test_sequences": self.data.test.size}
-
-    def test_scores(self) -> tuple[float, float] | None:
-        """Loss and accuracy of the current weights on the test set, if there is one."""
+    def test_scores(self):
+        """``(C, 2)``: every run's test loss and accuracy with its current weights, or None."""
         return self.engine.evaluate(self.test) if self.test is not None else None
 
-    def metrics(self, result: FitResult, compile_seconds: float, wall_seconds: float) -> dict[str, Any]:
+    def model_to_save(self, copy: int = 0):
+        """Run ``copy``'s trained weights in the plain Keras model (with the length mask)."""
+        module = for_backend()
+        with module.placed(self.device):
+            model = build_model(self.configs[copy].model, self.data.spec, self.data.standardization, masked=True)
+        load_into(model, copy_weights(self.network, copy, self.engine.copy_parameters(copy)))
+        return model
+
+    def parameter_count(self, copy: int = 0) -> int:
+        return int(sum(array.size for array in self.engine.copy_parameters(copy)))
+
+    def metrics(self, result: FitResult, compile_seconds: float, wall_seconds: float, copy: int = 0) -> dict[str, Any]:
         """What metrics.json records about a finished run."""
         history = result.history
-        final_val = self.engine.evaluate(self.validation) if self.validation is not None else (None, None)
+        final_val = (None, None)
+        if self.validation is not None:
+            final_val = tuple(float(v) for v in self.engine.evaluate(self.validation)[copy])
+        test = self.test_scores()
+        test_metrics = {}
+        if test is not None:
+            test_metrics = {
+                "test_loss": float(test[copy, 0]),
+                "test_accuracy": float(test[copy, 1]),
+                "test_sequences": self.data.test.size,
+            }
         epochs_here = max(1, len(history))
-        steps = self.source.steps_per_epoch * epochs_here
+        steps = self.sources[0].steps_per_epoch * epochs_here
         return {
-            "variant": self.variant,
-            "seed": self.seed,
+            "variant": self.variant(copy),
+            "seed": self.seeds[copy],
             "epochs_run": result.epochs_run,
             "stopped": result.stopped,
             "best_epoch": result.best_epoch,
@@ -198,9 +205,9 @@ class TrainingSession:
                 "val_loss": final_val[0],
                 "val_accuracy": final_val[1],
                 "validation_sequences": self.data.validation.size if self.data.validation is not None else 0,
-                **self._test_metrics(),
+                **test_metrics,
             },
-            "parameters": int(self.engine.model.count_params()),
+            "parameters": self.parameter_count(copy),
             "device": {**self.device.to_dict(), "xla": self.jit_compile},
             "timing": {
                 "wall_seconds": wall_seconds,
@@ -212,3 +219,34 @@ class TrainingSession:
             "backend": backend.name(),
             "versions": backend.versions(),
         }
+
+
+def _trunk(config: Config, data: TrainingData, masked: bool) -> Trunk:
+    model = config.model
+    return Trunk(
+        cell="lstm",
+        units=model.units,
+        layers=model.layers,
+        features=data.spec.features,
+        num_classes=data.spec.num_classes,
+        task=data.spec.task,
+        pooling=model.pooling,
+        dropout=model.dropout,
+        masked=masked,
+    )
+
+
+def _segments(configs: Sequence[Config]) -> list[Segment]:
+    """Consecutive runs of the same model variant form one segment."""
+    segments: list[Segment] = []
+    previous = None
+    for config in configs:
+        model = config.model
+        variant = (model.kind, model.direction, model.merge)
+        if variant == previous:
+            last = segments[-1]
+            segments[-1] = Segment(last.kind, last.direction, last.merge, last.copies + 1)
+        else:
+            segments.append(Segment(model.kind, model.direction, model.merge, 1))
+        previous = variant
+    return segments

@@ -37,7 +37,7 @@ class CompareReporter:
             f"{_count(plan.datasets, 'dataset')} x {_count(plan.variants, 'variant')} x {plan.repeats} paired repeats"
         )
         self.message(
-            f"plan: {shape} = {plan.total} runs in {plan.jobs} job(s) (one compile each), "
+            f"plan: {shape} = {plan.total} runs in {plan.jobs} program(s), "
             f"seeds {plan.seeds[0]}..{plan.seeds[1]}, {plan.workers} worker(s), executor {plan.executor}"
             + (f"; {plan.done} already done" if plan.done else "")
         )

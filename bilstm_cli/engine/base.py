@@ -1,0 +1,355 @@
+"""The engine contract: what both backends share, and the small part each one implements.
+
+An engine trains a *program*: the C runs (copies) of :class:`~bilstm_cli.engine.network.Network`
+as one compiled computation, many optimizer steps per call. :class:`Engine` owns everything
+that does not depend on the backend: the state (weights, optimizer slots, step counts), chunking
+steps into calls of a fixed shape, per-copy learning rates and freezing (early stopping), state
+snapshots for checkpoints and best weights, and the pure training step itself (written with
+``keras.ops``). A backend module subclasses it and implements only:
+
+- :meth:`Engine._compile_chunk`: the compiled loop of optimizer steps (gradients included);
+- :meth:`Engine._compile_evaluation`: the compiled scoring of shared evaluation batches;
+- :meth:`Engine._to_backend` / :meth:`Engine._to_numpy`: moving arrays in and out;
+- :meth:`Engine._uniform`: per-copy random numbers for dropout;
+
+and describes what it offers in a :class:`BackendOffer`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import ops
+from ..data.batches import Batches
+from ..data.dataset import PER_STEP
+from ..data.spec import ModelSpec
+from ..errors import TrainingError
+from .initializers import initial_parameters
+from .network import Network
+from .optimizers import OptimizerSettings, apply_updates, initial_slots
+from .terms import batch_terms
+
+
+@dataclass(frozen=True)
+class BackendOffer:
+    """What a backend's engine can do, read by the session instead of probing attributes.
+
+    Args:
+        name: ``tensorflow`` or ``jax``.
+        always_xla: every program is XLA-compiled (JAX); else XLA is a choice per program.
+        data_parallel: one run can be split over several devices (``train.devices``).
+        persistent_cache: compiled programs are kept on disk between processes.
+    """
+
+    name: str
+    always_xla: bool
+    data_parallel: bool
+    persistent_cache: bool
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything that decides the compiled computation (equal programs compile once).
+
+    Args:
+        network: the copies' stacked network.
+        spec: binary or C classes, per step or per sequence.
+        optimizer: the update rule (its learning rate is per copy and not part of the program).
+        batch_shape: ``(batch, T, F)`` of every training step.
+        streams: how many distinct data streams feed the copies per call (copies of variants
+            trained on the same seed share a stream).
+        steps_per_call: optimizer steps per compiled call.
+        standardization: per-feature (mean, variance) applied inside the program, or None.
+    """
+
+    network: Network
+    spec: ModelSpec
+    optimizer: OptimizerSettings
+    batch_shape: tuple[int, int, int]
+    streams: int
+    steps_per_call: int
+    standardization: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def copies(self) -> int:
+        return self.network.copies
+
+
+class Engine:
+    """Trains a program's copies; see the module docstring for the division of labour.
+
+    Args:
+        program: the computation.
+        seeds: one per copy: initial weights and dropout streams.
+        copy_streams: for each copy, the data stream (index into a call's streams) it trains on.
+        learning_rates: one base learning rate per copy.
+        jit_compile: XLA-compile (a backend may ignore it, see :attr:`offer`).
+        device: the device the state lives on (see :func:`bilstm_cli.device.select_device`).
+    """
+
+    offer: BackendOffer
+
+    def __init__(
+        self,
+        program: Program,
+        seeds: Sequence[int],
+        copy_streams: Sequence[int],
+        learning_rates: Sequence[float],
+        jit_compile: bool = True,
+        device=None,
+    ):
+        if program.steps_per_call < 1:
+            raise ValueError(f"steps_per_call must be >= 1. Received: steps_per_call={program.steps_per_call}")
+        if not len(seeds) == len(copy_streams) == len(learning_rates) == program.copies:
+            raise ValueError(
+                f"one seed, stream and learning rate per copy ({program.copies}). Received: "
+                f"{len(seeds)} seeds, {len(copy_streams)} streams, {len(learning_rates)} learning rates"
+            )
+        self.program = program
+        self.device = device
+        self.jit_compile = jit_compile
+        self.steps_per_call = program.steps_per_call
+        self._owners = program.network.parameter_owners()
+        self._copy_streams = np.asarray(copy_streams, np.int32)
+        self.learning_rates = np.asarray(learning_rates, np.float32)
+        self.active = np.ones(program.copies, bool)
+        self._state = None
+        self.reset(seeds)
+        self._chunk_call = self._compile_chunk()
+        self._evaluate_call = self._compile_evaluation()
+
+    # ------------------------------------------------------------------------ backend's part
+
+    def _compile_chunk(self):
+        """A compiled ``(state, data, count, hyper) -> (state, metrics)`` running ``count``
+        steps of :meth:`_training_step` (metrics ``(steps_per_call, C, 3)``)."""
+        raise NotImplementedError
+
+    def _compile_evaluation(self):
+        """A compiled ``(params, data) -> (C, 3)`` summing :meth:`_evaluation_terms` over the
+        shared batches ``data``."""
+        raise NotImplementedError
+
+    def _to_backend(self, tree):
+        """NumPy arrays (nested lists/tuples) as the backend's arrays on the engine's device."""
+        raise NotImplementedError
+
+    def _to_numpy(self, tree):
+        raise NotImplementedError
+
+    def _uniform(self, seeds, counters, shape):
+        """``(C, *shape)`` uniform [0, 1) numbers: copy c's from the stream (seeds[c], counters[c])."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------ the pure step
+
+    def _gradients(self, objective, params):
+        """``((loss, terms), gradients)`` of ``objective(params) -> (loss, terms)``."""
+        raise NotImplementedError
+
+    def _training_step(self, state, batch, hyper):
+        """One optimizer step of every copy: ``(state, batch) -> (state, terms (C, 3))``."""
+        params, slots, iterations = state
+        step_hyper = {**hyper, "iterations": iterations}
+        (_, terms), grads = self._gradients(lambda p: self._objective(p, *batch, step_hyper), params)
+        return self._apply(state, grads, hyper), terms
+
+    def _objective(self, params, x, lengths, y, mask, weight, hyper):
+        """Sum over copies of each copy's mean loss (its gradient is each copy's own), and
+        every copy's (loss, positions, correct)."""
+        network, program = self.program.network, self.program
+        copy_streams = hyper["copy_streams"]
+
+        def per_copy(array):
+            return ops.take(array, copy_streams, axis=0)
+
+        x, lengths, y, mask, weight = (per_copy(a) for a in (x, lengths, y, mask, weight))
+        masks = None
+        if network.trunk.dropout > 0:
+            masks = self._dropout_masks(hyper["seeds"], hyper["iterations"], x.shape[1], x.shape[2])
+        predictions = network.forward(params, x, lengths, program.standardization, masks)
+        terms = self._terms(predictions, y, mask, weight)
+        loss = ops.sum(terms[:, 0] / ops.maximum(terms[:, 1], 1.0))
+        return loss, terms
+
+    def _terms(self, predictions, y, mask, weight):
+        """(C, 3): loss sum, positions, correct of each copy."""
+        return copy_terms(self.program.spec, y, predictions, mask, weight)
+
+    def _apply(self, state, grads, hyper):
+        params, slots, iterations = state
+        return apply_updates(
+            self.program.optimizer,
+            params,
+            grads,
+            slots,
+            iterations,
+            hyper["learning_rates"],
+            hyper["owners"],
+            hyper["active"],
+        )
+
+    def _dropout_masks(self, seeds, iterations, batch: int, steps: int):
+        """Each layer's keep-mask (Keras' ``Dropout``: kept values scaled by 1/(1-rate)), drawn
+        per copy from the stream of its seed, step count and layer."""
+        rate = self.program.network.trunk.dropout
+        masks = []
+        for layer, shape in enumerate(self.program.network.dropout_shapes(batch, steps)):
+            uniform = self._uniform(seeds, iterations * 64 + layer, shape)  # (C, *shape)
+            if len(shape) == 3:
+                uniform = ops.transpose(uniform, (1, 0, 2, 3))  # time-major, as the outputs
+            masks.append(ops.cast(uniform >= rate, "float32") / (1 - rate))
+        return masks
+
+    def _evaluation_terms(self, params, x, lengths, y, mask):
+        """(C, 3) on one shared batch (no dropout, no class weights)."""
+        copies = self.program.copies
+        x = ops.broadcast_to(x[None], (copies, *x.shape))
+        lengths = ops.broadcast_to(lengths[None], (copies, *lengths.shape))
+        y = ops.broadcast_to(y[None], (copies, *y.shape))
+        mask = ops.broadcast_to(mask[None], (copies, *mask.shape))
+        predictions = self.program.network.forward(params, x, lengths, self.program.standardization, None)
+        return self._terms(predictions, y, mask, mask)
+
+    # ------------------------------------------------------------------------ state
+
+    def reset(self, seeds: Sequence[int]) -> None:
+        """Start every copy again from the initial weights of ``seeds``, fresh optimizer state."""
+        if len(seeds) != self.program.copies:
+            raise ValueError(f"one seed per copy ({self.program.copies}). Received: {len(seeds)}")
+        self.seeds = np.asarray(seeds, np.int64)
+        params = initial_parameters(self.program.network, [int(s) for s in seeds])
+        slots = initial_slots(self.program.optimizer, [p.shape for p in params])
+        iterations = np.zeros(self.program.copies, np.int32)
+        self.active = np.ones(self.program.copies, bool)
+        self._state = self._to_backend((params, slots, iterations))
+
+    def restart(self, seeds: Sequence[int], copy_streams: Sequence[int], learning_rates: Sequence[float]) -> None:
+        """Train other runs with the compiled program: their seeds, streams and learning rates."""
+        self._copy_streams = np.asarray(copy_streams, np.int32)
+        self.learning_rates = np.asarray(learning_rates, np.float32)
+        self.reset(seeds)
+
+    def state(self) -> list[np.ndarray]:
+        """Every array of the state (weights, optimizer slots, step counts), for checkpoints."""
+        params, slots, iterations = self._to_numpy(self._state)
+        return [*params, *(array for slot in slots for array in slot), iterations]
+
+    def load_state(self, values: Sequence[np.ndarray]) -> None:
+        params, slots, iterations = self._to_numpy(self._state)
+        expected = [*params, *(array for slot in slots for array in slot), iterations]
+        if len(values) != len(expected) or any(np.shape(v) != e.shape for v, e in zip(values, expected)):
+            raise TrainingError(
+                f"the checkpoint holds {len(values)} arrays that do not fit this model's {len(expected)} "
+                "(was it written by another version of bilstm?)"
+            )
+        values = [np.asarray(v, e.dtype) for v, e in zip(values, expected)]
+        count = len(params)
+        per_slot = self.program.optimizer.slots()
+        slots = [tuple(values[count + i * per_slot : count + (i + 1) * per_slot]) for i in range(count)]
+        self._state = self._to_backend((values[:count], slots, values[-1]))
+
+    def copy_state(self, copy: int) -> list[np.ndarray]:
+        """One copy's slices of every state array (early stopping keeps its best ones)."""
+        rows = self._rows_of(copy)
+        return [array[row] for array, row in zip(self.state(), rows)]
+
+    def set_copy_state(self, copy: int, values: Sequence[np.ndarray]) -> None:
+        arrays = self.state()
+        for array, row, value in zip(arrays, self._rows_of(copy), values):
+            array[row] = value
+        self.load_state(arrays)
+
+    def _rows_of(self, copy: int) -> list:
+        rows = [np.flatnonzero(owner == copy) for owner in self._owners]
+        per_slot = self.program.optimizer.slots()
+        return [*rows, *(row for row in rows for _ in range(per_slot)), np.array([copy])]
+
+    def copy_parameters(self, copy: int) -> list[np.ndarray]:
+        """One copy's weights (its rows of every parameter array), to move into a Keras model."""
+        params = self._to_numpy(self._state[0])
+        return [param[owner == copy] for param, owner in zip(params, self._owners)]
+
+    @property
+    def iterations(self) -> np.ndarray:
+        return np.asarray(self._to_numpy(self._state[2]))
+
+    # ------------------------------------------------------------------------ training
+
+    def _hyper(self) -> dict:
+        return self._to_backend(
+            {
+                "learning_rates": self.learning_rates,
+                "active": self.active,
+                "copy_streams": self._copy_streams,
+                "seeds": (self.seeds % 2**31).astype(np.int32),
+                "owners": self._owners,
+            }
+        )
+
+    def compile(self, validation: Batches | None = None) -> float:
+        """Compile the training call (running it for zero steps) and the evaluation call for
+        ``validation``'s shapes; returns the seconds spent."""
+        started = time.perf_counter()
+        batch, timesteps, features = self.program.batch_shape
+        positions = timesteps if self.program.spec.task == PER_STEP else 1
+        dummy = [Batches.zeros(self.steps_per_call, batch, timesteps, features, positions)] * self.program.streams
+        self._run_chunk(dummy, 0)
+        if validation is not None:
+            self.evaluate(validation)
+        return time.perf_counter() - started
+
+    def train(self, batches: Sequence[Batches]) -> np.ndarray:
+        """Train every active copy on its stream's batches (``batches[s]`` for stream s, equal
+        steps); returns ``(steps, C, 3)``: loss, positions, correct of every copy and step."""
+        if len(batches) != self.program.streams:
+            raise ValueError(f"{self.program.streams} data streams expected, got {len(batches)}")
+        steps = batches[0].steps
+        results = []
+        for start in range(0, steps, self.steps_per_call):
+            parts = [b.slice(start, start + self.steps_per_call) for b in batches]
+            count = parts[0].steps
+            results.append(self._run_chunk([p.padded_to(self.steps_per_call) for p in parts], count)[:count])
+        if not results:
+            return np.zeros((0, self.program.copies, 3), np.float32)
+        return np.concatenate(results)
+
+    def _run_chunk(self, parts: Sequence[Batches], count: int) -> np.ndarray:
+        data = _stream_arrays(parts)
+        self._state, metrics = self._chunk_call(self._state, self._to_backend(data), np.int32(count), self._hyper())
+        return np.asarray(self._to_numpy(metrics))
+
+    def evaluate(self, batches: Batches) -> np.ndarray:
+        """``(C, 2)``: every copy's mean loss and accuracy on shared batches (no class weights)."""
+        data = self._to_backend((batches.x, batches.lengths, batches.y, batches.mask))
+        totals = np.asarray(self._to_numpy(self._evaluate_call(self._state[0], data)), np.float64)
+        positions = np.maximum(totals[:, 1], 1.0)
+        return np.stack([totals[:, 0] / positions, totals[:, 2] / positions], axis=1)
+
+
+def copy_terms(spec: ModelSpec, y, predictions, mask, weight):
+    """``(C, 3)``: :func:`~bilstm_cli.engine.terms.batch_terms` for each copy at once."""
+    if spec.task != PER_STEP:
+        predictions = ops.expand_dims(predictions, 2)
+    if spec.binary:
+        probability = predictions[..., 0]
+        losses = ops.binary_crossentropy(ops.cast(y, probability.dtype), probability)
+        predicted = ops.cast(probability > 0.5, y.dtype)
+    else:
+        losses = ops.sparse_categorical_crossentropy(y, predictions)
+        predicted = ops.cast(ops.argmax(predictions, axis=-1), y.dtype)
+    hits = ops.cast(ops.equal(predicted, y), mask.dtype)
+    axes = (1, 2)
+    return ops.stack([ops.sum(losses * weight, axes), ops.sum(mask, axes), ops.sum(hits * mask, axes)], axis=1)
+
+
+def _stream_arrays(parts: Sequence[Batches]) -> tuple:
+    """Training arrays with a stream axis after the step axis: ``x`` ``(S, N, B, T, F)``..."""
+    return tuple(np.stack(arrays, axis=1) for arrays in zip(*(p.arrays() for p in parts)))
+
+
+__all__ = ["BackendOffer", "Engine", "Program", "batch_terms", "copy_terms"]

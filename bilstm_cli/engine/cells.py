@@ -1,0 +1,100 @@
+"""Recurrent cells for stacked directional units, computed as Keras' cells compute them.
+
+Each cell works on ``D`` units at once: inputs ``(D, B, ...)``, kernels with a leading ``D``
+axis. The order of operations follows Keras 3 (``LSTMCell``, ``GRUCell`` with
+``reset_after=True``, ``SimpleRNNCell``; their default ``implementation=2`` fused path), so a
+model built with those layers computes the same numbers from the same weights.
+"""
+
+from __future__ import annotations
+
+from ..backend import ops
+
+
+class LSTM:
+    """``z = x W + h U + b``; gates i, f, c, o; ``c' = f c + i tanh(g)``, ``h' = o tanh(c')``."""
+
+    gates = 4
+
+    @staticmethod
+    def bias_shape(units: int) -> tuple[int, ...]:
+        return (4 * units,)
+
+    @staticmethod
+    def project(x, kernel):
+        """One step's input ``(D, B, W)`` times the input kernels ``(D, W, G)``."""
+        return ops.einsum("dbw,dwg->dbg", x, kernel)
+
+    @staticmethod
+    def initial_state(units_total: int, batch: int, units: int, dtype):
+        zeros = ops.zeros((units_total, batch, units), dtype)
+        return (zeros, zeros)
+
+    @staticmethod
+    def step(xp_t, state, recurrent, bias):
+        h, c = state
+        z = xp_t + ops.einsum("dbu,dug->dbg", h, recurrent)
+        z = z + bias[:, None, :]
+        z0, z1, z2, z3 = ops.split(z, 4, axis=-1)
+        i, f, o = ops.sigmoid(z0), ops.sigmoid(z1), ops.sigmoid(z3)
+        c = f * c + i * ops.tanh(z2)
+        return (o * ops.tanh(c), c)
+
+
+class GRU:
+    """Keras' GRU with ``reset_after=True``: ``x W + b_in`` and ``h U + b_rec``; gates z, r;
+    ``hh = tanh(x_h + r (h U_h + b_h))``, ``h' = z h + (1 - z) hh``."""
+
+    gates = 3
+
+    @staticmethod
+    def bias_shape(units: int) -> tuple[int, ...]:
+        return (2, 3 * units)
+
+    project = LSTM.project
+
+    @staticmethod
+    def initial_state(units_total: int, batch: int, units: int, dtype):
+        return (ops.zeros((units_total, batch, units), dtype),)
+
+    @staticmethod
+    def step(xp_t, state, recurrent, bias):
+        (h,) = state
+        matrix_x = xp_t + bias[:, None, 0, :]
+        x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
+        inner = ops.einsum("dbu,dug->dbg", h, recurrent) + bias[:, None, 1, :]
+        r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
+        z = ops.sigmoid(x_z + r_z)
+        r = ops.sigmoid(x_r + r_r)
+        hh = ops.tanh(x_h + r * r_h)
+        return (z * h + (1 - z) * hh,)
+
+
+class SimpleRNN:
+    """``h' = tanh((x W + b) + h U)``."""
+
+    gates = 1
+
+    @staticmethod
+    def bias_shape(units: int) -> tuple[int, ...]:
+        return (units,)
+
+    project = LSTM.project
+
+    @staticmethod
+    def initial_state(units_total: int, batch: int, units: int, dtype):
+        return (ops.zeros((units_total, batch, units), dtype),)
+
+    @staticmethod
+    def step(xp_t, state, recurrent, bias):
+        (h,) = state
+        return (ops.tanh((xp_t + bias[:, None, :]) + ops.einsum("dbu,dug->dbg", h, recurrent)),)
+
+
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
+
+
+def for_name(name: str):
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}. Expected one of {sorted(CELLS)}")
+    return CELLS[name]
