@@ -60,19 +60,26 @@ class Program:
         spec: binary or C classes, per step or per sequence.
         optimizer: the update rule (its learning rate is per copy and not part of the program).
         batch_shape: ``(batch, T, F)`` of every training step.
-        streams: how many distinct data streams feed the copies per call (copies of variants
-            trained on the same seed share a stream).
+        copy_streams: for each copy, the data stream (index into a call's streams) it trains
+            on; copies of variants trained on the same seed share a stream.
         steps_per_call: optimizer steps per compiled call.
         standardization: per-feature (mean, variance) applied inside the program, or None.
+        freezable: copies can stop early while others go on (early stopping with several
+            copies): updates are then masked per copy.
     """
 
     network: Network
     spec: ModelSpec
     optimizer: OptimizerSettings
     batch_shape: tuple[int, int, int]
-    streams: int
+    copy_streams: tuple[int, ...]
     steps_per_call: int
     standardization: tuple[np.ndarray, np.ndarray] | None = None
+    freezable: bool = False
+
+    @property
+    def streams(self) -> int:
+        return max(self.copy_streams) + 1
 
     @property
     def copies(self) -> int:
@@ -85,7 +92,6 @@ class Engine:
     Args:
         program: the computation.
         seeds: one per copy: initial weights and dropout streams.
-        copy_streams: for each copy, the data stream (index into a call's streams) it trains on.
         learning_rates: one base learning rate per copy.
         jit_compile: XLA-compile (a backend may ignore it, see :attr:`offer`).
         device: the device the state lives on (see :func:`bilstm_cli.device.select_device`).
@@ -97,24 +103,22 @@ class Engine:
         self,
         program: Program,
         seeds: Sequence[int],
-        copy_streams: Sequence[int],
         learning_rates: Sequence[float],
         jit_compile: bool = True,
         device=None,
     ):
         if program.steps_per_call < 1:
             raise ValueError(f"steps_per_call must be >= 1. Received: steps_per_call={program.steps_per_call}")
-        if not len(seeds) == len(copy_streams) == len(learning_rates) == program.copies:
+        if not len(seeds) == len(learning_rates) == len(program.copy_streams) == program.copies:
             raise ValueError(
                 f"one seed, stream and learning rate per copy ({program.copies}). Received: "
-                f"{len(seeds)} seeds, {len(copy_streams)} streams, {len(learning_rates)} learning rates"
+                f"{len(seeds)} seeds, {len(program.copy_streams)} streams, {len(learning_rates)} learning rates"
             )
         self.program = program
         self.device = device
         self.jit_compile = jit_compile
         self.steps_per_call = program.steps_per_call
         self._owners = program.network.parameter_owners()
-        self._copy_streams = np.asarray(copy_streams, np.int32)
         self.learning_rates = np.asarray(learning_rates, np.float32)
         self.active = np.ones(program.copies, bool)
         self._state = None
@@ -162,12 +166,7 @@ class Engine:
         """Sum over copies of each copy's mean loss (its gradient is each copy's own), and
         every copy's (loss, positions, correct)."""
         network, program = self.program.network, self.program
-        copy_streams = hyper["copy_streams"]
-
-        def per_copy(array):
-            return ops.take(array, copy_streams, axis=0)
-
-        x, lengths, y, mask, weight = (per_copy(a) for a in (x, lengths, y, mask, weight))
+        x, lengths, y, mask, weight = (_per_copy(a, program.copy_streams) for a in (x, lengths, y, mask, weight))
         masks = None
         if network.trunk.dropout > 0:
             masks = self._dropout_masks(hyper["seeds"], hyper["iterations"], x.shape[1], x.shape[2])
@@ -189,8 +188,8 @@ class Engine:
             slots,
             iterations,
             hyper["learning_rates"],
-            hyper["owners"],
-            hyper["active"],
+            self._owners,
+            hyper["active"] if self.program.freezable else None,
         )
 
     def _dropout_masks(self, seeds, iterations, batch: int, steps: int):
@@ -228,9 +227,8 @@ class Engine:
         self.active = np.ones(self.program.copies, bool)
         self._state = self._to_backend((params, slots, iterations))
 
-    def restart(self, seeds: Sequence[int], copy_streams: Sequence[int], learning_rates: Sequence[float]) -> None:
-        """Train other runs with the compiled program: their seeds, streams and learning rates."""
-        self._copy_streams = np.asarray(copy_streams, np.int32)
+    def restart(self, seeds: Sequence[int], learning_rates: Sequence[float]) -> None:
+        """Train other runs with the compiled program: their seeds and learning rates."""
         self.learning_rates = np.asarray(learning_rates, np.float32)
         self.reset(seeds)
 
@@ -285,9 +283,7 @@ class Engine:
             {
                 "learning_rates": self.learning_rates,
                 "active": self.active,
-                "copy_streams": self._copy_streams,
                 "seeds": (self.seeds % 2**31).astype(np.int32),
-                "owners": self._owners,
             }
         )
 
@@ -345,6 +341,18 @@ def copy_terms(spec: ModelSpec, y, predictions, mask, weight):
     hits = ops.cast(ops.equal(predicted, y), mask.dtype)
     axes = (1, 2)
     return ops.stack([ops.sum(losses * weight, axes), ops.sum(mask, axes), ops.sum(hits * mask, axes)], axis=1)
+
+
+def _per_copy(array, copy_streams: tuple[int, ...]):
+    """Each copy's slice of a per-stream array (leading axis): the array itself when copy c
+    trains on stream c, the streams repeated when each variant takes them all in order, else a
+    gather with constant indices."""
+    streams = max(copy_streams) + 1
+    if copy_streams == tuple(range(streams)):
+        return array
+    if len(copy_streams) % streams == 0 and copy_streams == tuple(range(streams)) * (len(copy_streams) // streams):
+        return ops.concatenate([array] * (len(copy_streams) // streams), axis=0)
+    return ops.take(array, np.asarray(copy_streams, np.int32), axis=0)
 
 
 def _stream_arrays(parts: Sequence[Batches]) -> tuple:

@@ -23,7 +23,7 @@ class LSTM:
     @staticmethod
     def project(x, kernel):
         """One step's input ``(D, B, W)`` times the input kernels ``(D, W, G)``."""
-        return ops.einsum("dbw,dwg->dbg", x, kernel)
+        return ops.matmul(x, kernel)  # a batched product: TensorFlow runs it as one BatchMatMul
 
     @staticmethod
     def initial_state(units_total: int, batch: int, units: int, dtype):
@@ -33,7 +33,7 @@ class LSTM:
     @staticmethod
     def step(xp_t, state, recurrent, bias):
         h, c = state
-        z = xp_t + ops.einsum("dbu,dug->dbg", h, recurrent)
+        z = xp_t + ops.matmul(h, recurrent)
         z = z + bias[:, None, :]
         z0, z1, z2, z3 = ops.split(z, 4, axis=-1)
         i, f, o = ops.sigmoid(z0), ops.sigmoid(z1), ops.sigmoid(z3)
@@ -62,7 +62,7 @@ class GRU:
         (h,) = state
         matrix_x = xp_t + bias[:, None, 0, :]
         x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
-        inner = ops.einsum("dbu,dug->dbg", h, recurrent) + bias[:, None, 1, :]
+        inner = ops.matmul(h, recurrent) + bias[:, None, 1, :]
         r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
         z = ops.sigmoid(x_z + r_z)
         r = ops.sigmoid(x_r + r_r)
@@ -88,7 +88,7 @@ class SimpleRNN:
     @staticmethod
     def step(xp_t, state, recurrent, bias):
         (h,) = state
-        return (ops.tanh((xp_t + bias[:, None, :]) + ops.einsum("dbu,dug->dbg", h, recurrent)),)
+        return (ops.tanh((xp_t + bias[:, None, :]) + ops.matmul(h, recurrent)),)
 
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}

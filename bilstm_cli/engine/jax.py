@@ -28,6 +28,12 @@ def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: i
     return True
 
 
+def time_loop(timesteps: int, jit_compile: bool):
+    """The recurrence's loop: ``jax.lax.scan`` (an unrolled loop compiles slower and, in XLA's
+    CPU backend, also runs slower)."""
+    return jax.lax.scan
+
+
 def placed(device: DeviceInfo):
     """A context in which new arrays (a model being built or loaded) live on ``device``."""
     return jax.default_device(jax_device(device))
@@ -50,16 +56,13 @@ class JaxEngine(Engine):
         steps, copies = self.steps_per_call, self.program.copies
 
         def chunk(state, data, count, hyper):
-            def body(state, inputs):
-                index, batch = inputs
-                return jax.lax.cond(
-                    index < count,
-                    lambda state: self._training_step(state, batch, hyper),
-                    lambda state: (state, jnp.zeros((copies, 3), jnp.float32)),
-                    state,
-                )
+            def body(index, carry):  # only the real steps run: a padded chunk's tail is skipped
+                state, results = carry
+                state, terms = self._training_step(state, tuple(array[index] for array in data), hyper)
+                return state, results.at[index].set(terms)
 
-            return jax.lax.scan(body, state, (jnp.arange(steps), data))
+            results = jnp.zeros((steps, copies, 3), jnp.float32)
+            return jax.lax.fori_loop(0, count, body, (state, results))
 
         return jax.jit(chunk, donate_argnums=0)
 

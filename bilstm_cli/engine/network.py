@@ -108,13 +108,18 @@ class Network:
     Args:
         trunk: the shared shapes.
         segments: the variants, in copy order (copy indices run through the segments).
+        scan: the time loop, ``scan(step, carry, xs) -> (carry, every step's carry)`` with
+            ``step(carry, x_t) -> (carry, carry)`` over the leading axis of ``xs`` (default:
+            ``keras.ops.scan``; a backend may pass a faster or XLA-friendlier one, e.g.
+            :func:`unrolled_scan`).
     """
 
-    def __init__(self, trunk: Trunk, segments: list[Segment]):
+    def __init__(self, trunk: Trunk, segments: list[Segment], scan=None):
         if not segments or any(segment.copies < 1 for segment in segments):
             raise ValueError(f"a program needs at least one copy. Received: segments={segments}")
         self.trunk, self.segments = trunk, list(segments)
         self.cell = cells.for_name(trunk.cell)
+        self.scan = scan or ops.scan
         self.copies = sum(segment.copies for segment in segments)
         first_copy = np.cumsum([0] + [segment.copies for segment in segments])
         self.spans = [(int(first_copy[i]), int(first_copy[i + 1])) for i in range(len(segments))]
@@ -269,7 +274,7 @@ class Network:
             return new_state, new_state
 
         mask_slices = mask if mask is not None else ops.zeros((inputs.shape[0],), "bool")
-        state, outputs = ops.scan(step, state, (inputs, mask_slices))
+        state, outputs = self.scan(step, state, (inputs, mask_slices))
         return (outputs[0] if sequences else None), state[0]
 
     # ------------------------------------------------------------------------ dropout
@@ -282,6 +287,16 @@ class Network:
             sequences = layer < self.trunk.layers - 1 or self.trunk.returns_sequences
             shapes.append((steps, batch, self.merged_width) if sequences else (batch, self.merged_width))
         return shapes
+
+
+def unrolled_scan(step, carry, xs):
+    """``keras.ops.scan``'s contract as straight-line code: one copy of the step per time step
+    (the leading axis of ``xs`` must have a static length)."""
+    outputs = []
+    for t in range(xs[0].shape[0]):
+        carry, output = step(carry, tuple(x[t] for x in xs))
+        outputs.append(output)
+    return carry, tuple(ops.stack(parts) for parts in zip(*outputs))
 
 
 def _take_copies(per_copy, owners: np.ndarray, copies: int):

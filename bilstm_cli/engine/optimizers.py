@@ -56,9 +56,13 @@ def learning_rate_at(settings: OptimizerSettings, base, iterations):
     return base * ((1 - settings.alpha) * cosine + settings.alpha)
 
 
-def _per_row(values, like):
-    """Per-copy values gathered for an array's rows, shaped to broadcast against it."""
-    return ops.reshape(values, (values.shape[0],) + (1,) * (len(like.shape) - 1))
+def _per_row(values, owner, like):
+    """Per-copy values ``(C,)`` for an array's rows (``owner``: static copy index of each
+    row), shaped to broadcast against it; a scalar when the program has one copy."""
+    if values.shape[0] == 1:
+        return values[0]
+    rows = ops.take(values, owner, axis=0)
+    return ops.reshape(rows, (rows.shape[0],) + (1,) * (len(like.shape) - 1))
 
 
 def clip_by_norm(gradient, clipnorm: float):
@@ -79,8 +83,9 @@ def apply_updates(settings: OptimizerSettings, params, grads, slots, iterations,
         slots: per parameter array, its optimizer arrays (Adam: m, v; RMSprop: v; SGD: none).
         iterations: ``(C,)`` int32 steps taken by each copy so far.
         learning_rate: ``(C,)`` float32 base learning rate of each copy.
-        owners: per parameter array, ``(rows,)`` int32: the copy of each row.
+        owners: per parameter array, ``(rows,)`` int32 (NumPy, part of the program): the copy of each row.
         active: ``(C,)`` bool: copies that train; the others keep weights, slots and count.
+            None: every copy trains (no early stopping, or one copy: its loop ends when it stops).
 
     Returns:
         (params, slots, iterations), updated.
@@ -89,8 +94,8 @@ def apply_updates(settings: OptimizerSettings, params, grads, slots, iterations,
     step = ops.cast(iterations + 1, "float32")
     new_params, new_slots = [], []
     for param, grad, slot, owner in zip(params, grads, slots, owners):
-        lr = _per_row(ops.take(rate, owner, axis=0), param)
-        keep = _per_row(ops.take(active, owner, axis=0), param)
+        lr = _per_row(rate, owner, param)
+        keep = None if active is None else _per_row(active, owner, param)
         if settings.clipnorm:
             grad = clip_by_norm(grad, settings.clipnorm)
         updated = param
@@ -98,24 +103,24 @@ def apply_updates(settings: OptimizerSettings, params, grads, slots, iterations,
             updated = updated - updated * settings.weight_decay * lr
         if settings.name in ("adam", "adamw"):
             m, v = slot
-            local_step = _per_row(ops.take(step, owner, axis=0), param)
+            local_step = _per_row(step, owner, param)
             beta_1_power = ops.power(settings.beta_1, local_step)
             beta_2_power = ops.power(settings.beta_2, local_step)
             alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
             m = m + (grad - m) * (1 - settings.beta_1)
             v = v + (ops.square(grad) - v) * (1 - settings.beta_2)
             updated = updated - (m * alpha) / (ops.sqrt(v) + EPSILON)
-            slot = (ops.where(keep, m, slot[0]), ops.where(keep, v, slot[1]))
+            slot = (m, v) if keep is None else (ops.where(keep, m, slot[0]), ops.where(keep, v, slot[1]))
         elif settings.name == "rmsprop":
             (velocity,) = slot
             velocity_new = settings.rho * velocity + (1 - settings.rho) * ops.square(grad)
             updated = updated - (lr * grad) / ops.sqrt(velocity_new + EPSILON)
-            slot = (ops.where(keep, velocity_new, velocity),)
+            slot = (velocity_new if keep is None else ops.where(keep, velocity_new, velocity),)
         else:  # sgd
             updated = updated - lr * grad
-        new_params.append(ops.where(keep, updated, param))
+        new_params.append(updated if keep is None else ops.where(keep, updated, param))
         new_slots.append(tuple(slot))
-    new_iterations = ops.where(active, iterations + 1, iterations)
+    new_iterations = iterations + 1 if active is None else ops.where(active, iterations + 1, iterations)
     return new_params, new_slots, new_iterations
 
 

@@ -86,22 +86,23 @@ class TrainingSession:
         module = for_backend()
         per_device = source.batch_size // device.devices  # XLA's choice depends on the step each device runs
         self.jit_compile = module.use_xla(config.train.jit_compile, device.kind, per_device, source.timesteps)
-        self.network = Network(_trunk(config, data, self.masked), _segments(configs))
+        scan = module.time_loop(source.timesteps, self.jit_compile)
+        self.network = Network(_trunk(config, data, self.masked), _segments(configs), scan)
         program = Program(
             network=self.network,
             spec=data.spec,
             optimizer=optimizer_settings(config),
             batch_shape=self.batch_shape,
-            streams=len(self.sources),
+            copy_streams=tuple(self.stream_seeds.index(seed) for seed in self.seeds),
             steps_per_call=steps_per_call(
                 source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(self.sources)
             ),
             standardization=data.standardization,
+            freezable=len(configs) > 1 and config.train.early_stopping.enabled,
         )
         self.engine: Engine = module.engine_class(device.devices)(
             program,
             seeds=self.seeds,
-            copy_streams=[self.stream_seeds.index(seed) for seed in self.seeds],
             learning_rates=[c.train.learning_rate for c in configs],
             jit_compile=self.jit_compile,
             device=device,
@@ -115,11 +116,9 @@ class TrainingSession:
             raise ValueError("restart needs runs of the same structure")
         self.configs, self.seeds, self.stream_seeds = list(configs), [int(s) for s in seeds], stream_seeds
         self.sources = [self.data.source(configs[0].train.batch_size, seed) for seed in stream_seeds]
-        self.engine.restart(
-            self.seeds,
-            [stream_seeds.index(seed) for seed in self.seeds],
-            [config.train.learning_rate for config in configs],
-        )
+        if tuple(stream_seeds.index(seed) for seed in self.seeds) != self.engine.program.copy_streams:
+            raise ValueError("restart needs runs of the same structure")
+        self.engine.restart(self.seeds, [config.train.learning_rate for config in configs])
 
     @property
     def copies(self) -> int:

@@ -16,23 +16,50 @@ from ..backend import keras
 from ..data.generator import DROPOUT_STREAM
 from ..device import DeviceInfo
 from .base import BackendOffer, Engine
+from .network import unrolled_scan
 
 tf = backend.tensorflow()
 
 OFFER = BackendOffer(name="tensorflow", always_xla=False, data_parallel=True, persistent_cache=True)
 
-# XLA pays off on CPU while one step is small: per-op overhead dominates there and XLA fuses
-# it away. For large steps a plain graph is as fast or faster, and XLA's recurrent loop grows
-# worse than linearly with T.
-XLA_MAX_STEP_VALUES = 2048
-
-
 def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int) -> bool:
-    """Whether to XLA-compile the training loop: the setting if explicit, else ``auto``:
-    on CPU when ``batch_size x timesteps <= XLA_MAX_STEP_VALUES``, never on GPU."""
+    """Whether to XLA-compile the training loop: the setting if explicit; ``auto`` is off.
+
+    Measured on a 2-core CPU (benchmarks/probe_stacked.py): for these programs TensorFlow's XLA
+    compiles for 10-40 s and runs the stacked cell 2-9x slower than the plain graph, whose
+    batched matrix products (oneDNN) and per-op kernels serve small recurrent steps well.
+    """
     if setting != "auto":
         return bool(setting)
-    return device_kind == "cpu" and batch_size * timesteps <= XLA_MAX_STEP_VALUES
+    return False
+
+
+# Time loops up to this length are unrolled: a TensorFlow graph then runs each step's few ops
+# directly, and XLA gets straight-line code; longer ones are a while loop.
+MAX_UNROLLED_STEPS = 32
+
+
+def time_loop(timesteps: int, jit_compile: bool):
+    """The recurrence's loop over ``timesteps`` (see :class:`~bilstm_cli.engine.network.Network`)."""
+    return unrolled_scan if timesteps <= MAX_UNROLLED_STEPS else while_scan
+
+
+def while_scan(step, carry, xs):
+    """``keras.ops.scan``'s contract as a ``tf.while_loop`` with a fixed trip count and
+    fixed-size TensorArrays, which XLA can compile inside the training loop's gradient."""
+    steps = xs[0].shape[0]
+    flat_carry = tf.nest.flatten(carry)
+    arrays = [tf.TensorArray(value.dtype, size=steps, element_shape=value.shape) for value in flat_carry]
+
+    def body(t, carry, arrays):
+        carry, output = step(carry, tuple(x[t] for x in xs))
+        arrays = [array.write(t, value) for array, value in zip(arrays, tf.nest.flatten(output))]
+        return t + 1, carry, arrays
+
+    _, carry, arrays = tf.while_loop(
+        lambda t, *_: t < steps, body, (tf.constant(0), carry, arrays), maximum_iterations=steps
+    )
+    return carry, tf.nest.pack_sequence_as(carry, [array.stack() for array in arrays])
 
 
 def placed(device: DeviceInfo):
@@ -73,7 +100,7 @@ class TensorFlowEngine(Engine):
             _, state, results = tf.while_loop(lambda index, *_: index < count, body, (tf.constant(0), state, results))
             return state, results
 
-        compiled = tf.function(chunk, jit_compile=self.jit_compile)
+        compiled = tf.function(chunk, jit_compile=self.jit_compile, autograph=False)
 
         def call(state, data, count, hyper):
             with tf.device(self._device_name()):
@@ -92,7 +119,7 @@ class TensorFlowEngine(Engine):
 
             return tf.while_loop(lambda index, _: index < steps, body, (0, tf.zeros((copies, 3), tf.float32)))[1]
 
-        compiled = tf.function(evaluation, jit_compile=self.jit_compile)
+        compiled = tf.function(evaluation, jit_compile=self.jit_compile, autograph=False)
 
         def call(params, data):
             with tf.device(self._device_name()):
@@ -140,13 +167,13 @@ class DataParallelEngine(TensorFlowEngine):
 
     def _compile_chunk(self):
         shares = len(self._names)
-        gradient_of_share = tf.function(self._share_gradients, jit_compile=self.jit_compile)
+        gradient_of_share = tf.function(self._share_gradients, jit_compile=self.jit_compile, autograph=False)
         steps, copies = self.steps_per_call, self.program.copies
 
         def step(state, batch, hyper):
             params = state[0]
             x, lengths, y, mask, weight = batch
-            positions = tf.reduce_sum(tf.gather(mask, hyper["copy_streams"]), axis=(1, 2))  # per copy
+            positions = tf.reduce_sum(tf.gather(mask, list(self.program.copy_streams)), axis=(1, 2))  # per copy
             size = x.shape[1] // shares
             totals, gradients = None, None
             for index, name in enumerate(self._names):
@@ -167,7 +194,7 @@ class DataParallelEngine(TensorFlowEngine):
             _, state, results = tf.while_loop(lambda index, *_: index < count, body, (tf.constant(0), state, results))
             return state, results
 
-        compiled = tf.function(chunk)
+        compiled = tf.function(chunk, autograph=False)
 
         def call(state, data, count, hyper):
             with tf.device(self._names[0]):
