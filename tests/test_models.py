@@ -8,13 +8,14 @@ import pytest
 
 from bilstm_cli.backend import keras
 from bilstm_cli.config.schema import ModelSettings
+from bilstm_cli.config.vocabulary import DIRECTIONS
 from bilstm_cli.data.batches import make_batches
 from bilstm_cli.data.dataset import Dataset
 from bilstm_cli.data.generator import cumulative_sum_task
 from bilstm_cli.data.spec import ModelSpec
-from bilstm_cli.engine import for_backend
 from bilstm_cli.model.build import build_model, load_model
 
+from .engine_support import keras_twin, make_engine
 from .numpy_lstm import lstm_outputs
 
 pytestmark = pytest.mark.usefixtures("cpu_device")
@@ -55,19 +56,42 @@ def outputs(model, x, lengths) -> np.ndarray:
 
 
 def train_and_round_trip(tmp_path, model_settings: ModelSettings, spec: ModelSpec, data: Dataset) -> np.ndarray:
-    keras.utils.set_random_seed(0)
-    model = build_model(model_settings, spec, (np.zeros(spec.features), np.ones(spec.features) * 4))
-    engine = for_backend().TrainingEngine(model, spec, jit_compile=False, steps_per_call=3)
-    before = [w.copy() for w in model.get_weights()]
-    results = engine.train(make_batches(data, 2))
-    model = engine.model  # the trained weights (the JAX engine writes them back on access)
-    assert results.shape == (3, 3) and np.isfinite(results[:, 0]).all()
+    """Train a few steps with the engine, move the weights into the plain Keras model (what a
+    run saves), and check that its predictions equal the engine's and survive save + load."""
+    standardization = (np.zeros(spec.features, np.float32), np.ones(spec.features, np.float32) * 4)
+    batches = make_batches(data, 2)
+    engine = make_engine(
+        [(model_settings, 1)],
+        spec,
+        [0],
+        (2, data.timesteps, spec.features),
+        steps_per_call=3,
+        masked=True,
+        standardization=standardization,
+    )
+    before = keras_twin(engine, 0, model_settings, standardization).get_weights()
+    results = engine.train([batches])
+    model = keras_twin(engine, 0, model_settings, standardization)
+    assert results.shape == (3, 1, 3) and np.isfinite(results[:, 0, 0]).all()
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "no weight changed"
+    # the engine's own scores of the trained weights are the saved model's
+    loss, _ = engine.evaluate(make_batches(data, data.size))[0]
+    probabilities = outputs(model, data.x, data.lengths)
+    expected_loss = _mean_cross_entropy(probabilities, data, spec)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
     model.save(tmp_path / "m.keras")
     loaded = load_model(str(tmp_path / "m.keras"))
-    expected = outputs(model, data.x, data.lengths)
-    np.testing.assert_array_equal(expected, outputs(loaded, data.x, data.lengths))
-    return expected
+    np.testing.assert_array_equal(probabilities, outputs(loaded, data.x, data.lengths))
+    return probabilities
+
+
+def _mean_cross_entropy(probabilities: np.ndarray, data: Dataset, spec: ModelSpec) -> float:
+    from bilstm_cli.inference.metrics import cross_entropy
+
+    if spec.task == "per-step":
+        mask = data.step_mask()
+        return float(cross_entropy(probabilities[mask], data.y[mask]).mean())
+    return float(cross_entropy(probabilities, data.y).mean())
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
@@ -156,10 +180,8 @@ def test_padding_changes_nothing(variant, task):
 
 
 def test_padded_positions_do_not_count_in_loss_or_accuracy():
-    keras.utils.set_random_seed(5)
     spec = ModelSpec(1, 2)
-    model = build_model(settings(kind="bilstm", merge="concat"), spec)
-    engine = for_backend().TrainingEngine(model, spec, jit_compile=False, steps_per_call=1)
+    engine = make_engine([(settings(kind="bilstm", merge="concat"), 1)], spec, [5], (4, 4, 1), masked=True)
     data = cumulative_sum_task(4, 6, rng=np.random.default_rng(0))
     short = Dataset(data.x[:, :4].copy(), data.y[:, :4].copy(), np.full(4, 4))
     padded = Dataset(
@@ -167,6 +189,58 @@ def test_padded_positions_do_not_count_in_loss_or_accuracy():
         np.concatenate([short.y, np.ones((4, 3), np.int64)], 1),
         np.full(4, 4),
     )
-    loss_a, accuracy_a = engine.evaluate(make_batches(short, 4))
-    loss_b, accuracy_b = engine.evaluate(make_batches(padded, 3))  # other batching, padded steps
+    loss_a, accuracy_a = engine.evaluate(make_batches(short, 4))[0]
+    loss_b, accuracy_b = engine.evaluate(make_batches(padded, 3))[0]  # other batching, padded steps
     assert loss_a == pytest.approx(loss_b, abs=1e-6) and accuracy_a == pytest.approx(accuracy_b)
+
+
+@pytest.mark.parametrize(
+    ("variants", "task", "classes", "extra"),
+    [
+        ([dict(kind="bilstm", merge=m) for m in ("sum", "mul", "ave", "concat")], "per-step", 2, {}),
+        (
+            [dict(kind="lstm", direction=d) for d in DIRECTIONS] + [dict(kind="bilstm", merge="concat")],
+            "per-step",
+            2,
+            {},
+        ),
+        ([dict(kind="bilstm", merge="concat"), dict(kind="bilstm", merge="sum")], "sequence", 2, {"layers": 2}),
+        (
+            [dict(kind="bilstm", merge="ave"), dict(kind="lstm", direction="backward")],
+            "sequence",
+            4,
+            {"pooling": "mean", "layers": 2},
+        ),
+        ([dict(kind="bilstm", merge="mul")], "per-step", 3, {"layers": 2}),
+    ],
+    ids=["merges", "directions", "stacked-last", "stacked-mean", "stacked-softmax"],
+)
+def test_the_engine_computes_what_the_saved_keras_model_computes(variants, task, classes, extra):
+    """Every copy of a mixed program predicts, on ragged input, what its plain Keras model
+    (built by build_model, weights moved in) predicts: the engine's stacked cell, merges,
+    alignment, masking, pooling and heads are Keras' own."""
+    from bilstm_cli.backend import ops
+
+    spec = ModelSpec(2, classes, task)
+    data = ragged(classes=classes, per_sequence=task == "sequence")
+    standardization = (np.array([0.5, -1.0], np.float32), np.array([2.0, 0.5], np.float32))
+    model_settings = [settings(**variant, **extra) for variant in variants]
+    engine = make_engine(
+        [(s, 1) for s in model_settings],
+        spec,
+        list(range(len(variants))),
+        (5, 8, 2),
+        masked=True,
+        standardization=standardization,
+    )
+    network = engine.program.network
+    copies = len(variants)
+    x = np.broadcast_to(data.x, (copies, *data.x.shape))
+    lengths = np.broadcast_to(data.lengths.astype(np.int32), (copies, data.size))
+    predictions = keras.ops.convert_to_numpy(
+        network.forward(engine._state[0], ops.convert_to_tensor(x), ops.convert_to_tensor(lengths), standardization)
+    )
+    mask = data.step_mask() if task == "per-step" else np.ones(data.size, bool)
+    for copy, model_setting in enumerate(model_settings):
+        expected = outputs(keras_twin(engine, copy, model_setting, standardization), data.x, data.lengths)
+        np.testing.assert_allclose(predictions[copy][mask], expected[mask], atol=1e-6)
