@@ -29,7 +29,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The baseline column comes from the commit before the vectorised engine, checked out beside.
+BASELINE_COMMIT := d566427
 bench: install
+	test -d benchmarks/.baseline || git worktree add --detach benchmarks/.baseline $(BASELINE_COMMIT)
 	$(BIN)/python benchmarks/run.py
 
 # bilstm with no flags vs a plain Keras BiLSTM on small UEA/UCR datasets (fetched from the aeon

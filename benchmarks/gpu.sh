@@ -11,9 +11,11 @@
 #
 # What it runs, all with --backend jax on the chosen device:
 #   1. the tutorial's example: bilstm train --config configs/tutorial-bilstm.yaml
-#   2. the card's comparison: bilstm compare --modes sum,mul,ave,concat (defaults: 10 repeats, 3000 epochs)
+#   2. the card's comparison: bilstm compare --modes sum,mul,ave,concat (defaults: 10 repeats, 3000 epochs),
+#      trained as vectorised programs (runs as stacked copies)
 #   3. the realistic step at batch 256, T=100, 8 features, 128 units, one label per sequence:
 #      bilstm's engine, plain keras model.fit, and PyTorch's cuDNN LSTM (eager), ms per step
+#   4. the card's program alone: 40 BiLSTM-20 copies as one compiled program, ms per copy-step
 # and writes $OUT/summary.json plus every run directory. --device cpu runs the same path on a
 # CPU (that is how it is tested); --quick shrinks the comparison and the step counts.
 set -euo pipefail
@@ -78,6 +80,13 @@ for what in engine fit torch; do
     cat "$OUT_DIR/step-$what.json" | tee -a "$LOG"
 done
 
+# ---------------------------------------------------------------- 4. the vectorised program alone
+say "4. the card's program: 40 BiLSTM-20 copies as one program, batch 32, T=10 (ms per copy-step)"
+VECTOR_ARGS=(--backend jax --device "$DEVICE" --batch 32 --timesteps 10 --units 20 --copies 40)
+if [ "$QUICK" = 1 ]; then VECTOR_ARGS+=(--steps 20 --repeats 2); else VECTOR_ARGS+=(--steps 300 --repeats 5); fi
+"$PYTHON" benchmarks/step.py engine "${VECTOR_ARGS[@]}" > "$OUT_DIR/step-vectorised.json" 2>> "$LOG"
+cat "$OUT_DIR/step-vectorised.json" | tee -a "$LOG"
+
 # ---------------------------------------------------------------- summary
 "$PYTHON" - "$OUT_DIR" "$DEVICE" "$TUTORIAL_SECONDS" "$COMPARE_SECONDS" <<'EOF' | tee -a "$LOG"
 import json, sys
@@ -105,6 +114,7 @@ summary = {
         "verdict": compare["verdict"],
     },
     "realistic_step_ms": {what: result.get("ms_per_step") for what, result in steps.items()},
+    "vectorised_program": json.loads((out / "step-vectorised.json").read_text()),
 }
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 print(json.dumps(summary, indent=2))

@@ -1,22 +1,28 @@
-"""`make bench`: bilstm measured side by side against the tutorial's way and across backends, in one run.
+"""`make bench`: bilstm measured side by side against the tutorial's way, across backends, and
+against a baseline commit of bilstm itself, in one run.
 
 1. per training step (the tutorial's step): one model.fit per fresh sequence vs bilstm's engine
 2. end to end: the tutorial's 1000-epoch BiLSTM script vs `bilstm train` (subprocesses)
-3. the tutorial's merge-mode comparison (250 epochs): its script (1 repeat) vs `bilstm compare` (10 repeats)
-4. the card's command, `bilstm compare --modes sum,mul,ave,concat` with default settings
+3. `bilstm compare --config configs/tutorial-merge-modes.yaml` (batch 1, 250 epochs, 10 repeats):
+   this tree vs the baseline commit (and the tutorial's own script, 1 repeat)
+4. the card's command, `bilstm compare --modes sum,mul,ave,concat` with default settings: this
+   tree vs the baseline commit, wall time and peak memory of the whole process tree
 5. start-up: `bilstm --help` and `bilstm generate --samples 100000`
 6. scaling: per-step time and peak memory of `bilstm train` (batch 64) at T = 10, 100, 1000
 7. a realistic step (batch 64, T=100, 8 features, 64 units, one label per sequence): bilstm's
    engine vs plain `model.fit` vs PyTorch eager (when PyTorch is installed)
 
 Every bilstm row is measured for each backend (TensorFlow, JAX), each command in its own
-process. Prints a table and writes benchmarks/results.json. Timings are medians of repeated
+process. The baseline is commit BASELINE_COMMIT checked out beside (`benchmarks/.baseline`, a git
+worktree made by `make bench`) and run from the same environment with PYTHONPATH pointing at it.
+Prints a table and writes benchmarks/results.json. Timings are medians of repeated
 runs where a run is short enough to repeat (the tutorial's scripts take minutes and run once).
 Usage: python benchmarks/run.py [--quick] [--only NAME,...]   (--quick: fewer epochs, a smoke test)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -36,20 +42,55 @@ ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--
 PYTHON = sys.executable
 WORK = Path(tempfile.mkdtemp(prefix="bilstm-bench-"))
 BACKENDS = ("tensorflow", "jax")
+BASELINE_COMMIT = "d566427"  # the last commit before the vectorised engine (issue 24's reference)
+BASELINE = ROOT / "benchmarks" / ".baseline"
 
 
-def run(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Run a command; returns (wall seconds, peak RSS in MiB, combined output)."""
+def run(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[float, float, str]:
+    """Run a command; returns (wall seconds, peak RSS in MiB of its whole process tree (worker
+    processes included, sampled every 0.1 s), combined output)."""
+    import threading
+
+    import psutil
+
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})}
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})}
     )
+    peak = [0.0]
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(process.pid)
+            while process.poll() is None:
+                tree = [root, *root.children(recursive=True)]
+                total = 0
+                for member in tree:
+                    with contextlib.suppress(psutil.Error):  # a worker may end between the two calls
+                        total += member.memory_info().rss
+                peak[0] = max(peak[0], total / 2**20)
+                time.sleep(0.1)
+        except psutil.Error:
+            return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     output = process.stdout.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{output[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, output
+    return wall, max(peak[0], usage.ru_maxrss / 1024), output
+
+
+def baseline(*args: str) -> tuple[list[str], dict, Path]:
+    """The baseline commit's `bilstm ARGS`: (command, environment, working directory)."""
+    if not (BASELINE / "bilstm_cli").exists():
+        raise SystemExit(
+            f"no baseline checkout in {BASELINE}: run `make bench` (it adds a git worktree of {BASELINE_COMMIT})"
+        )
+    return [PYTHON, "-m", "bilstm_cli", *args], {"PYTHONPATH": str(BASELINE)}, BASELINE
 
 
 def bilstm(*args: str) -> list[str]:
@@ -124,6 +165,7 @@ def end_to_end(runs: int = 3) -> dict:
 
 
 def tutorial_comparison() -> dict:
+    """configs/tutorial-merge-modes.yaml (batch 1): this tree vs the baseline, per backend."""
     epochs = "25" if QUICK else "250"
     tutorial_wall, _, _ = run(
         [PYTHON, "benchmarks/tutorial_merge_modes.py", epochs, str(WORK / "tutorial.png")],
@@ -131,24 +173,38 @@ def tutorial_comparison() -> dict:
     )
     results = {"tutorial_seconds_1_repeat": tutorial_wall}
     for backend in BACKENDS:
-        out = WORK / f"compare-{backend}"
-        command = ["compare", "--config", "configs/tutorial-merge-modes.yaml", "--epochs", epochs]
-        wall, _, _ = run(bilstm(*command, "--backend", backend, "--out", str(out), "--quiet"))
-        results[backend] = {"seconds_10_repeats": wall, "ratio": wall / tutorial_wall}
+        arguments = ["compare", "--config", "configs/tutorial-merge-modes.yaml", "--epochs", epochs, "--quiet"]
+        arguments += ["--backend", backend]
+        wall, _, _ = run(bilstm(*arguments, "--out", str(WORK / f"compare-{backend}")))
+        command, env, cwd = baseline(*arguments, "--out", str(WORK / f"compare-baseline-{backend}"))
+        baseline_wall, _, _ = run(command, env, cwd)
+        results[backend] = {"seconds": wall, "baseline_seconds": baseline_wall, "vs_baseline": wall / baseline_wall}
     return results
 
 
 def card_comparison() -> dict:
-    """The exact command from the project's card, with the built-in defaults."""
+    """The exact command from the project's card, with the built-in defaults: this tree vs the
+    baseline commit, on each backend (wall time and peak memory of the process tree)."""
     extra = ["--epochs", "300"] if QUICK else []
     results = {}
     for backend in BACKENDS:
+        arguments = ["compare", "--modes", "sum,mul,ave,concat", *extra, "--backend", backend, "--quiet"]
         out = WORK / f"card-{backend}"
-        command = ["compare", "--modes", "sum,mul,ave,concat", *extra, "--backend", backend, "--out", str(out)]
-        wall, _, _ = run(bilstm(*command, "--quiet"))
+        wall, peak, _ = run(bilstm(*arguments, "--out", str(out)))
         summary = json.loads((out / "summary.json").read_text())
-        results[backend] = {"seconds": wall, "best": summary["best"], "verdict": summary["verdict"]}
-    results["jax_vs_tensorflow"] = results["jax"]["seconds"] / results["tensorflow"]["seconds"]
+        command, env, cwd = baseline(*arguments, "--out", str(WORK / f"card-baseline-{backend}"))
+        baseline_wall, baseline_peak, _ = run(command, env, cwd)
+        results[backend] = {
+            "seconds": wall,
+            "peak_rss_mib": peak,
+            "baseline_seconds": baseline_wall,
+            "baseline_peak_rss_mib": baseline_peak,
+            "best": summary["best"],
+            "verdict": summary["verdict"],
+        }
+    reference = results["tensorflow"]["baseline_seconds"]
+    for backend in BACKENDS:
+        results[backend]["vs_baseline_tensorflow"] = results[backend]["seconds"] / reference
     return results
 
 
@@ -239,19 +295,29 @@ def table(results: dict):
     if "tutorial_comparison" in results:
         c = results["tutorial_comparison"]
         rows.add_row(
-            "3. tutorial merge modes, 250 epochs",
-            f"{c['tutorial_seconds_1_repeat']:.1f} s, 1 repeat",
-            *(f"{c[b]['seconds_10_repeats']:.1f} s, 10 repeats ({c[b]['ratio']:.2f})" for b in BACKENDS),
-            "<= 0.5 of the time",
+            "3. tutorial merge modes (batch 1), 10 repeats",
+            f"tutorial script, 1 repeat: {c['tutorial_seconds_1_repeat']:.1f} s",
+            *(
+                f"{c[b]['seconds']:.1f} s; baseline {c[b]['baseline_seconds']:.1f} s: {c[b]['vs_baseline']:.2f}x"
+                for b in BACKENDS
+            ),
+            "<= 0.3x the baseline",
         )
     if "card_comparison" in results:
         k = results["card_comparison"]
         rows.add_row(
             "4. compare --modes sum,mul,ave,concat",
-            "",
-            f"{k['tensorflow']['seconds']:.1f} s",
-            f"{k['jax']['seconds']:.1f} s ({k['jax_vs_tensorflow']:.2f} of TF)",
-            "JAX <= 0.5 of TF",
+            f"baseline TF {k['tensorflow']['baseline_seconds']:.1f} s, JAX {k['jax']['baseline_seconds']:.1f} s",
+            *(f"{k[b]['seconds']:.1f} s: {k[b]['vs_baseline_tensorflow']:.2f}x baseline TF" for b in BACKENDS),
+            "<= 0.25x baseline TF",
+        )
+        rows.add_row(
+            "4. peak memory (process tree)",
+            "baseline TF {:.0f} MiB, JAX {:.0f} MiB".format(
+                k["tensorflow"]["baseline_peak_rss_mib"], k["jax"]["baseline_peak_rss_mib"]
+            ),
+            *(f"{k[b]['peak_rss_mib']:.0f} MiB" for b in BACKENDS),
+            "<= 2x baseline",
         )
     if "start_up" in results:
         s = results["start_up"]

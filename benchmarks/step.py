@@ -39,6 +39,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--task", default="per-step", choices=["per-step", "sequence"])
     parser.add_argument("--steps", type=int, default=1000, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=1, help="engine: runs trained together as one program")
     return parser.parse_args()
 
 
@@ -53,6 +54,8 @@ def data(args, steps: int):
 
 
 def engine(args) -> dict:
+    """bilstm's engine training ``--copies`` runs as one program (what `bilstm train` runs for
+    one, `bilstm compare` for many); ms per step of all copies, and per copy-step."""
     import numpy as np
 
     from bilstm_cli import backend
@@ -60,31 +63,52 @@ def engine(args) -> dict:
     backend.select(args.backend)
     from bilstm_cli.config.schema import ModelSettings
     from bilstm_cli.data.batches import Batches
-    from bilstm_cli.device import seed_everything, select_device
-    from bilstm_cli.engine import for_backend
-    from bilstm_cli.model.build import build_model
     from bilstm_cli.data.spec import ModelSpec
+    from bilstm_cli.device import select_device
+    from bilstm_cli.engine import for_backend
+    from bilstm_cli.engine.base import Program
+    from bilstm_cli.engine.network import Network, Segment, Trunk
+    from bilstm_cli.engine.optimizers import OptimizerSettings
 
     device = select_device(args.device)
     module = for_backend()
     spec = ModelSpec(args.features, 2, args.task)
-    seed_everything(0)
-    with module.placed(device):
-        model = build_model(ModelSettings(units=args.units), spec, masked=False)
+    settings = ModelSettings(units=args.units)
     xla = module.use_xla("auto", device.kind, args.batch, args.timesteps)
-    trainer = module.TrainingEngine(model, spec, jit_compile=xla, steps_per_call=args.steps, device=device)
-    compile_seconds = trainer.compile((args.batch, args.timesteps, args.features))
+    trunk = Trunk("lstm", args.units, 1, args.features, 2, args.task)
+    network = Network(
+        trunk, [Segment("bilstm", None, settings.merge, args.copies)], module.time_loop(args.timesteps, xla)
+    )
+    program = Program(
+        network,
+        spec,
+        OptimizerSettings(),
+        (args.batch, args.timesteps, args.features),
+        tuple(range(args.copies)),
+        args.steps,
+    )
+    trainer = module.engine_class(1)(
+        program, list(range(args.copies)), [0.001] * args.copies, jit_compile=xla, device=device
+    )
+    compile_seconds = trainer.compile()
     x, y = data(args, args.steps)
     ones = np.ones(y.shape, np.float32)
     lengths = np.full(x.shape[:2], args.timesteps, np.int32)
-    batches = Batches(x, lengths, y, ones, ones)
+    batches = [Batches(x, lengths, y, ones, ones)] * args.copies
     trainer.train(batches)  # warm
     times = []
     for _ in range(args.repeats):
         started = time.perf_counter()
         trainer.train(batches)
         times.append((time.perf_counter() - started) / args.steps)
-    return {"ms_per_step": 1000 * statistics.median(times), "compile_seconds": compile_seconds, "xla": xla}
+    per_step = 1000 * statistics.median(times)
+    return {
+        "ms_per_step": per_step,
+        "ms_per_copy_step": per_step / args.copies,
+        "copies": args.copies,
+        "compile_seconds": compile_seconds,
+        "xla": xla,
+    }
 
 
 def keras_model(args):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def test_table_for_people(cli, tmp_path):
     assert "bilstm-sum" in result.stdout and "bilstm-ave" in result.stdout
     assert "underpowered" in result.stdout and "verdict:" in result.stdout
     assert "bilstm-ave repeat 1" in result.stderr  # one progress line per finished run
-    assert "= 4 runs in 2 job(s)" in result.stderr  # the plan comes first
+    assert "= 4 runs in 1 program(s)" in result.stderr  # the plan comes first
 
 
 def test_single_repeat_has_no_interval_and_says_so(cli, tmp_path):
@@ -131,11 +132,22 @@ def test_bad_variants_and_sizes(cli, tmp_path, args, needles):
 
 
 def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
+    """Issue 24: programs are fixed by the plan, so two processes compute bit for bit what one does."""
     common = ["compare", "--modes", "sum,concat", "--repeats", "2", *TINY, "--json"]
-    one = json.loads(cli(*common, "--out", tmp_path / "one").stdout)
-    two = json.loads(cli(*common, "--workers", "2", "--out", tmp_path / "two").stdout)
-    losses = [[r["loss"] for r in summary["datasets"][0]["variants"]] for summary in (one, two)]
-    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    common += ["--set", "compare.runs_per_program=2"]  # two programs: one per worker
+    one = cli(*common, "--workers", "1", "--out", tmp_path / "one")
+    two = cli(*common, "--workers", "2", "--out", tmp_path / "two")
+    assert "in 2 program(s)" in one.stderr and "2 worker(s)" in two.stderr
+    for name in ("sum", "concat"):
+        for repeat in range(2):
+            path = Path("results") / "generated" / f"bilstm-{name}__repeat-{repeat:03d}.json"
+            first, second = (json.loads((tmp_path / d / path).read_text()) for d in ("one", "two"))
+            first["history"].pop("elapsed"), second["history"].pop("elapsed")  # wall-clock times
+            assert first["history"] == second["history"] and first["final"] == second["final"]
+    rows = [json.loads(result.stdout)["datasets"][0]["variants"] for result in (one, two)]
+    for row in (*rows[0], *rows[1]):
+        row.pop("seconds_per_run")  # wall-clock time
+    assert rows[0] == rows[1]
 
 
 def test_one_tensorboard_run_per_repeat_matches_the_curves(comparison):

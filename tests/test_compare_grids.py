@@ -39,8 +39,8 @@ def test_vary_crosses_every_value_with_the_variants_and_saves_each_config(cli, t
     assert names == {
         f"bilstm-{mode} units={units} lr={lr}" for mode in ("sum", "ave") for units in (3, 5) for lr in (0.01, 0.003)
     }
-    # learning rates share a compiled program: 2 modes x 2 sizes = 4 programs for 8 variants
-    assert "= 16 runs in 4 job(s)" in stderr
+    # merge modes and learning rates are copies of one program: one program per size
+    assert "= 16 runs in 2 program(s)" in stderr
     saved = yaml.safe_load((tmp_path / "c" / "configs" / "generated" / "bilstm-ave_units=5_lr=0.003.yaml").read_text())
     assert saved["model"]["merge"] == "ave" and saved["model"]["units"] == 5
     assert saved["train"]["learning_rate"] == 0.003

@@ -138,7 +138,10 @@ def run_compare(
 
         def record_result(record: dict) -> None:
             dataset, variant, repeat = record["dataset"], record["variant"], record["repeat"]
-            write_json(result_path(out_dir, dataset, variant, repeat), record)
+            path = result_path(out_dir, dataset, variant, repeat)
+            if path.exists():  # resume trains a program whole; its finished runs are kept as they were
+                return
+            write_json(path, record)
             if config.output.tensorboard:  # one TensorBoard run per (dataset, variant, repeat)
                 settings = run_configs[(dataset, variant)]
                 events = out_dir / TENSORBOARD / slug(dataset) / slug(variant) / f"repeat-{repeat:03d}"

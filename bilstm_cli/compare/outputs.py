@@ -23,6 +23,15 @@ from ..stats.paired import ALPHA, mean_interval
 from .plan import slug
 from .summary import Results, validation_curve
 
+# the comparison's files (one name each, used to write them and to list them)
+SUMMARY_CSV, SUMMARY_JSON, CURVES_CSV, RANKS_CSV, CD_PLOT = (
+    "summary.csv",
+    "summary.json",
+    "curves.csv",
+    "ranks.csv",
+    "cd.png",
+)
+
 SUMMARY_COLUMNS = (
     "dataset",
     "split",
@@ -47,11 +56,11 @@ SUMMARY_COLUMNS = (
 
 def write_outputs(out: Path, summary: dict[str, Any], results: Results) -> list[str]:
     """Write every summary file; returns their names (for the closing message)."""
-    written = ["summary.csv", "summary.json", "curves.csv"]
+    written = [SUMMARY_CSV, SUMMARY_JSON, CURVES_CSV]
     _write_curves(out, results)
     rows = [_summary_row(dataset, row) for dataset in summary["datasets"] for row in dataset["variants"]]
-    write_csv(out / "summary.csv", SUMMARY_COLUMNS, rows)
-    write_json(out / "summary.json", summary)
+    write_csv(out / SUMMARY_CSV, SUMMARY_COLUMNS, rows)
+    write_json(out / SUMMARY_JSON, summary)
     several = len(summary["datasets"]) > 1
     for dataset in summary["datasets"]:
         name = dataset["dataset"]
@@ -66,11 +75,11 @@ def write_outputs(out: Path, summary: dict[str, Any], results: Results) -> list[
         plot_critical_difference(
             across["average_ranks"],
             across["cliques"],
-            out / "cd.png",
+            out / CD_PLOT,
             f"average rank over {len(across['datasets'])} datasets (final {summary['metric']})",
             note=f"bars: not significantly different (pairwise Wilcoxon signed-rank, Holm, alpha {ALPHA:g})",
         )
-        written += ["ranks.csv", "cd.png"]
+        written += [RANKS_CSV, CD_PLOT]
     return written
 
 
@@ -99,7 +108,7 @@ def _write_curves(out: Path, results: Results) -> None:
                         )
                     )
     columns = ("dataset", "variant", "repeat", "epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-    write_csv(out / "curves.csv", columns, rows)
+    write_csv(out / CURVES_CSV, columns, rows)
 
 
 def _summary_row(dataset: dict[str, Any], row: dict[str, Any]) -> tuple:
@@ -129,7 +138,7 @@ def _write_ranks(out: Path, across: dict[str, Any]) -> None:
         (name, rank, *(across["ranks"][dataset][name] for dataset in datasets))
         for name, rank in across["average_ranks"].items()
     ]
-    write_csv(out / "ranks.csv", ("variant", "average_rank", *(f"rank_{d}" for d in datasets)), rows)
+    write_csv(out / RANKS_CSV, ("variant", "average_rank", *(f"rank_{d}" for d in datasets)), rows)
 
 
 def _nan(value) -> float:

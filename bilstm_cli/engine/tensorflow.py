@@ -22,6 +22,7 @@ tf = backend.tensorflow()
 
 OFFER = BackendOffer(name="tensorflow", always_xla=False, data_parallel=True, persistent_cache=True)
 
+
 def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int) -> bool:
     """Whether to XLA-compile the training loop: the setting if explicit; ``auto`` is off.
 
