@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -78,8 +77,9 @@ def init_params(R, F, U, M, seed=0):
 
 def split_params(p, R):
     """Stacked (2R) layout -> per-direction layout."""
-    return dict(Wf=p["W"][:R], Uf=p["U"][:R], bf=p["b"][:R], Wb=p["W"][R:], Ub=p["U"][R:], bb=p["b"][R:],
-                Wd=p["Wd"], bd=p["bd"])
+    return dict(
+        Wf=p["W"][:R], Uf=p["U"][:R], bf=p["b"][:R], Wb=p["W"][R:], Ub=p["U"][R:], bb=p["b"][R:], Wd=p["Wd"], bd=p["bd"]
+    )
 
 
 CPU = {}
@@ -103,11 +103,14 @@ def timed(call, reps):
 
 # ----------------------------------------------------------------------------------------- JAX
 
+
 def jax_setup(threads):
     if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
     import jax
+
     jax.config.update("jax_platforms", "cpu")
     return jax
 
@@ -196,7 +199,9 @@ def jax_program(form, R, merge, seq=False):
             dh = dh_out + dh_next
             do = dh * tc
             dc = dc_next + dh * o * (1 - tc * tc)
-            dz = jnp.concatenate([dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g), do * o * (1 - o)], -1)
+            dz = jnp.concatenate(
+                [dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g), do * o * (1 - o)], -1
+            )
             return (jnp.einsum("nbg,nug->nbu", dz, Uk), dc * f), dz
 
         zero = jnp.zeros((n, Bsz, U), dhs.dtype)
@@ -287,7 +292,7 @@ def jax_program(form, R, merge, seq=False):
         t = t + 1
         m = jax.tree.map(lambda m, g: m + (g - m) * (1 - B1), m, g)
         v = jax.tree.map(lambda v, g: v + (g * g - v) * (1 - B2), v, g)
-        alpha = LR * jnp.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+        alpha = LR * jnp.sqrt(1 - B2**t) / (1 - B1**t)
         p = jax.tree.map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + EPS), p, m, v)
         return (p, m, v, t), per
 
@@ -301,6 +306,7 @@ def jax_program(form, R, merge, seq=False):
 def jax_state(p):
     import jax
     import jax.numpy as jnp
+
     p = jax.tree.map(jnp.asarray, p)
     z = jax.tree.map(jnp.zeros_like, p)
     return (p, z, jax.tree.map(jnp.zeros_like, p), jnp.float32(0))
@@ -309,6 +315,7 @@ def jax_state(p):
 def jax_chunk_call(form, R, merge, seq=False):
     """(layout, jitted chunk). 'vmap' forms: vmap of the single-copy (R=1) program over R."""
     import jax
+
     if form.startswith("vmap"):
         inner = form[5:] or "scan"
         layout1, chunk1 = jax_program(inner, 1, merge, seq)
@@ -317,26 +324,37 @@ def jax_chunk_call(form, R, merge, seq=False):
             Rn = p["Wd"].shape[0]
             if "dir" in inner.split("+"):
                 # per copy: W (2,F,G) = [forward, backward]
-                st = lambda a: np.stack([a[:Rn], a[Rn:]], axis=1)
+                def st(a):
+                    return np.stack([a[:Rn], a[Rn:]], axis=1)
+
                 return dict(W=st(p["W"]), U=st(p["U"]), b=st(p["b"]), Wd=p["Wd"], bd=p["bd"])
             return split_params(p, Rn)
 
         # single-copy arrays inside vmap lack the leading axis; the R=1 program expects one (n=1 or 2)
         def single_fixed(state, X, Y):
             if "dir" in inner.split("+"):
-                add = lambda k, a: a if k in ("W", "U", "b") else a[None]
+
+                def add(k, a):
+                    return a if k in ("W", "U", "b") else a[None]
             else:
-                add = lambda k, a: a[None]
-            lift = lambda d: {k: add(k, a) for k, a in d.items()}
+
+                def add(k, a):
+                    return a[None]
+
+            def lift(d):
+                return {k: add(k, a) for k, a in d.items()}
+
             st = (lift(state[0]), lift(state[1]), lift(state[2]), state[3])
             st, per = chunk1(st, X[:, None], Y[:, None])
 
             def drop(d):
                 return {k: (a if ("dir" in inner.split("+") and k in ("W", "U", "b")) else a[0]) for k, a in d.items()}
+
             return (drop(st[0]), drop(st[1]), drop(st[2]), st[3]), per[:, 0]
 
-        call = jax.jit(jax.vmap(single_fixed, in_axes=((0, 0, 0, None), 1, 1), out_axes=((0, 0, 0, None), 1)),
-                       donate_argnums=0)
+        call = jax.jit(
+            jax.vmap(single_fixed, in_axes=((0, 0, 0, None), 1, 1), out_axes=((0, 0, 0, None), 1)), donate_argnums=0
+        )
         return layout_r, call
     layout, chunk = jax_program(form, R, merge, seq)
     return layout, jax.jit(chunk, donate_argnums=0)
@@ -362,10 +380,19 @@ def run_jax(a):
 
     once()
     sec = timed(once, a.reps)
-    return dict(backend="jax", form=a.form, R=R, merge=a.merge, threads=a.threads or "all",
-                ms_per_copy_step=1000 * sec / (a.steps * R), ms_per_step_allR=1000 * sec / a.steps,
-                compile_plus_first_s=round(compile_s, 2), loss_last=float(np.mean(np.asarray(per)[-1])),
-                cpu_ms_per_copy_step=1000 * CPU["s"] / (a.steps * R), xla_flags=os.environ.get("XLA_FLAGS", ""))
+    return dict(
+        backend="jax",
+        form=a.form,
+        R=R,
+        merge=a.merge,
+        threads=a.threads or "all",
+        ms_per_copy_step=1000 * sec / (a.steps * R),
+        ms_per_step_allR=1000 * sec / a.steps,
+        compile_plus_first_s=round(compile_s, 2),
+        loss_last=float(np.mean(np.asarray(per)[-1])),
+        cpu_ms_per_copy_step=1000 * CPU["s"] / (a.steps * R),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+    )
 
 
 def run_kjax(a):
@@ -374,6 +401,7 @@ def run_kjax(a):
     jax = jax_setup(a.threads)
     import jax.numpy as jnp
     import keras
+
     R = a.R
     models = []
     for r in range(R):
@@ -394,6 +422,7 @@ def run_kjax(a):
         def lf(tv):
             out, _ = model.stateless_call(tv, ntv, x, training=True)
             return lossf(y[..., None] if not a.seq else y[:, None], out)
+
         l, g = jax.value_and_grad(lf)(tv)
         tv, ov = opt.stateless_apply(ov, g, tv)
         return (tv, ov), l
@@ -415,16 +444,24 @@ def run_kjax(a):
     def once():
         holder[0], per = call(holder[0], X, Y)
         per.block_until_ready()
+
     once()
     sec = timed(once, a.reps)
-    return dict(backend="jax", form="keras-vmap (J5k)", R=R, ms_per_copy_step=1000 * sec / (a.steps * R),
-                compile_plus_first_s=round(compile_s, 2))
+    return dict(
+        backend="jax",
+        form="keras-vmap (J5k)",
+        R=R,
+        ms_per_copy_step=1000 * sec / (a.steps * R),
+        compile_plus_first_s=round(compile_s, 2),
+    )
 
 
 def card_keras_model(keras, a):
-    layers = [keras.Input((a.T, a.F)),
-              keras.layers.Bidirectional(keras.layers.LSTM(a.U, return_sequences=not a.seq), merge_mode=a.merge),
-              keras.layers.Dense(1, activation="sigmoid")]
+    layers = [
+        keras.Input((a.T, a.F)),
+        keras.layers.Bidirectional(keras.layers.LSTM(a.U, return_sequences=not a.seq), merge_mode=a.merge),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ]
     return keras.Sequential(layers)
 
 
@@ -443,6 +480,7 @@ def keras_losses(models, X, Y, a):
     """Train each Keras model with train_on_batch on its own batches; returns (steps, R) losses
     (step losses as Keras reports them: computed before that step's update) + final eval loss."""
     import keras
+
     steps, R = X.shape[:2]
     out = np.zeros((steps, R))
     for r, m in enumerate(models):
@@ -459,6 +497,7 @@ def check(a, backend):
         jax = jax_setup(0)
         jax.config.update("jax_default_matmul_precision", "highest")
     import keras
+
     R, steps = 4, 50
     models = []
     for r in range(R):
@@ -474,16 +513,27 @@ def check(a, backend):
         mine = tf_train_losses(a, R, p0, X, Y)
     ref = keras_losses(models, X, Y, a)
     d = np.abs(mine - ref)
-    return dict(check=backend, form=a.form, merge=a.merge, R=R, steps=steps,
-                max_abs_diff_all_steps=float(d.max()), max_abs_diff_step50=float(d[-1].max()),
-                loss_step1=ref[0].tolist(), loss_step50_keras=ref[-1].tolist(), loss_step50_mine=mine[-1].tolist())
+    return dict(
+        check=backend,
+        form=a.form,
+        merge=a.merge,
+        R=R,
+        steps=steps,
+        max_abs_diff_all_steps=float(d.max()),
+        max_abs_diff_step50=float(d[-1].max()),
+        loss_step1=ref[0].tolist(),
+        loss_step50_keras=ref[-1].tolist(),
+        loss_step50_mine=mine[-1].tolist(),
+    )
 
 
 # ------------------------------------------------------------------------------------------ TF
 
+
 def tf_setup(threads):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+
     if threads == 1:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -496,7 +546,6 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
     hoist = "hoist" in flags
     use_mm = "mm" in flags
     use_var = "var" in flags
-    scan_t = "scan" in flags  # tf.while over T instead of unrolled (not a card formulation; optional)
 
     def rec(h, Uk):
         return tf.linalg.matmul(h, Uk) if use_mm else tf.einsum("rbu,rug->rbg", h, Uk)
@@ -526,7 +575,11 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
         outs = [None] * T
         order = range(T - 1, -1, -1) if reverse else range(T)
         for t in order:
-            z = xs[t] if hoist else (tf.linalg.matmul(xs[t], W) if use_mm else tf.einsum("nbf,nfg->nbg", xs[t], W)) + b[:, None, :]
+            z = (
+                xs[t]
+                if hoist
+                else (tf.linalg.matmul(xs[t], W) if use_mm else tf.einsum("nbf,nfg->nbg", xs[t], W)) + b[:, None, :]
+            )
             h, c = cell(z + rec(h, Uk), c)
             outs[t] = h
         return tf.stack(outs)
@@ -558,16 +611,15 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
         per = tf.reduce_mean(bce, axis=(1,) if seq else (0, 2))
         return tf.reduce_sum(per), per
 
-    keys = None
-
     def adam(p, m, v, g, t):
-        alpha = LR * tf.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+        alpha = LR * tf.sqrt(1 - B2**t) / (1 - B1**t)
         m2 = {k: m[k] + (g[k] - m[k]) * (1 - B1) for k in p}
         v2 = {k: v[k] + (g[k] * g[k] - v[k]) * (1 - B2) for k in p}
         p2 = {k: p[k] - alpha * m2[k] / (tf.sqrt(v2[k]) + EPS) for k in p}
         return p2, m2, v2
 
     if not use_var:
+
         def chunk(p, m, v, t, X, Y):
             S = X.shape[0]
 
@@ -584,6 +636,7 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
             losses = tf.TensorArray(tf.float32, size=S)
             _, p, m, v, t, losses = tf.while_loop(lambda s, *_: s < S, body, (0, p, m, v, t, losses))
             return p, m, v, t, losses.stack()
+
         return chunk, None
 
     def make_var_chunk(pv, mv, vv, tv):
@@ -597,7 +650,7 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
                 gl = tape.gradient(total, [pv[k] for k in ks])
                 tv.assign_add(1.0)
                 t = tv.read_value()
-                alpha = LR * tf.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+                alpha = LR * tf.sqrt(1 - B2**t) / (1 - B1**t)
                 for k, g in zip(ks, gl):
                     mv[k].assign_add((g - mv[k]) * (1 - B1))
                     vv[k].assign_add((g * g - vv[k]) * (1 - B2))
@@ -607,7 +660,9 @@ def tf_program(tf, form, R, merge, seq=False, steps=100):
             losses = tf.TensorArray(tf.float32, size=S)
             _, losses = tf.while_loop(lambda s, *_: s < S, body, (0, losses))
             return losses.stack()
+
         return chunk
+
     return None, make_var_chunk
 
 
@@ -617,13 +672,18 @@ def tf_build(tf, a, R, p0, steps):
     chunk, make_var = tf_program(tf, a.form, R, a.merge, a.seq, steps)
     if chunk is not None:
         fn = tf.function(chunk, jit_compile=bool(a.xla))
-        state = [p, {k: tf.zeros_like(v) for k, v in p.items()}, {k: tf.zeros_like(v) for k, v in p.items()},
-                 tf.constant(0.0)]
+        state = [
+            p,
+            {k: tf.zeros_like(v) for k, v in p.items()},
+            {k: tf.zeros_like(v) for k, v in p.items()},
+            tf.constant(0.0),
+        ]
 
         def call(X, Y):
             out = fn(*state, X, Y)
             state[:] = out[:4]
             return out[4]
+
         return call
     pv = {k: tf.Variable(v) for k, v in p.items()}
     mv = {k: tf.Variable(tf.zeros_like(v)) for k, v in p.items()}
@@ -650,10 +710,19 @@ def run_tf(a):
     compile_s = time.perf_counter() - t0
     call(X, Y).numpy()
     sec = timed(lambda: call(X, Y).numpy(), a.reps)
-    return dict(backend="tf", form=a.form, xla=a.xla, R=R, merge=a.merge, threads=a.threads or "all",
-                ms_per_copy_step=1000 * sec / (a.steps * R), ms_per_step_allR=1000 * sec / a.steps,
-                compile_plus_first_s=round(compile_s, 2), loss_last=float(np.mean(per[-1])),
-                cpu_ms_per_copy_step=1000 * CPU["s"] / (a.steps * R))
+    return dict(
+        backend="tf",
+        form=a.form,
+        xla=a.xla,
+        R=R,
+        merge=a.merge,
+        threads=a.threads or "all",
+        ms_per_copy_step=1000 * sec / (a.steps * R),
+        ms_per_step_allR=1000 * sec / a.steps,
+        compile_plus_first_s=round(compile_s, 2),
+        loss_last=float(np.mean(per[-1])),
+        cpu_ms_per_copy_step=1000 * CPU["s"] / (a.steps * R),
+    )
 
 
 def run_keras_tf(a):
@@ -661,6 +730,7 @@ def run_keras_tf(a):
     os.environ["KERAS_BACKEND"] = "tensorflow"
     tf = tf_setup(a.threads)
     import keras
+
     keras.utils.set_random_seed(0)
     X, Y = make_data(a.steps, 1, a.B, a.T, a.F, seq=a.seq)
     X, Y = X[:, 0], Y[:, 0][..., None] if not a.seq else Y[:, 0][..., None]
@@ -672,6 +742,7 @@ def run_keras_tf(a):
     def tob():
         for s in range(a.steps):
             m.train_on_batch(X[s], Y[s])
+
     res["train_on_batch_ms"] = 1000 * timed(tob, a.reps) / a.steps
     m2 = card_keras_model(keras, a)
     opt = keras.optimizers.Adam(LR)
@@ -687,7 +758,9 @@ def run_keras_tf(a):
             g = tape.gradient(l, m2.trainable_variables)
             opt.apply(g, m2.trainable_variables)
             return s + 1, acc + l
+
         return tf.while_loop(lambda s, acc: s < a.steps, body, (0, 0.0))[1]
+
     t0 = time.perf_counter()
     loop(Xt, Yt).numpy()
     res["tape_loop_compile_s"] = round(time.perf_counter() - t0, 2)
@@ -703,8 +776,14 @@ def main():
         a.cmd = a.cmd[5:]
         a.steps = min(a.steps, 30)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    out = {"jax": run_jax, "tf": run_tf, "kjax": run_kjax, "keras-tf": run_keras_tf,
-           "check-jax": lambda a: check(a, "jax"), "check-tf": lambda a: check(a, "tf")}[a.cmd](a)
+    out = {
+        "jax": run_jax,
+        "tf": run_tf,
+        "kjax": run_kjax,
+        "keras-tf": run_keras_tf,
+        "check-jax": lambda a: check(a, "jax"),
+        "check-tf": lambda a: check(a, "tf"),
+    }[a.cmd](a)
     print(json.dumps(out))
 
 
