@@ -1,9 +1,11 @@
-"""Training: the epoch loop (backend-neutral), the compiled multi-step call of each backend,
-and the session that ties a config's model, data and engine together.
+"""Training: the stacked network of a program's runs (backend-neutral), the engine contract
+and its two backends, the epoch loop, and the session that ties configs, data and engine.
 
-Each backend module (``tensorflow``, ``jax``) offers the same small interface:
-``TrainingEngine``, ``use_xla``, ``placed(device)`` (a context that creates variables on the
-device) and ``predictor(model, device)``; :func:`for_backend` returns the selected one.
+Each backend module (``tensorflow``, ``jax``) offers the same small interface, read by the
+session: ``OFFER`` (a :class:`~bilstm_cli.engine.base.BackendOffer`: what the backend can do),
+``engine_class(devices)`` (its :class:`~bilstm_cli.engine.base.Engine` subclass), ``use_xla``,
+``time_loop`` (the recurrence's loop), ``placed(device)`` (a context that creates variables on
+the device) and ``predictor(model, device)``; :func:`for_backend` returns the selected one.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ from ..data.batches import Batches
 from ..errors import TrainingError
 from .history import History, LogRecord
 
+# A chunk (one compiled call, or a few) lasts about this long at most, so Ctrl-C and SIGTERM
+# stop a run within a second or two whatever its size. Where chunks end changes no numbers.
+CHUNK_SECONDS = 1.0
+
 
 class BatchSource(Protocol):
     steps_per_epoch: int
@@ -171,7 +175,11 @@ def fit(
                 interrupted = True
                 break
             chunk_end = _chunk_end(epoch, plan, epochs_per_call)
+            chunk_started = time.perf_counter()
             results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
+            per_epoch = (time.perf_counter() - chunk_started) / (chunk_end - epoch)
+            # only ever shrinks: a steady chunk size keeps the prefetched batches useful
+            epochs_per_call = min(epochs_per_call, _epochs_within(CHUNK_SECONDS, per_epoch, epochs_per_call))
             now = elapsed_before + time.perf_counter() - started
             for copy in np.flatnonzero(engine.active):
                 _record_epochs(progress[copy].history, epoch, results[:, copy], steps_per_epoch, now, int(copy))
@@ -259,6 +267,11 @@ def _record_epochs(
         history.elapsed.append(now)
     if good < len(losses):
         raise NonFiniteLoss(first + good + 1, history, copy)
+
+
+def _epochs_within(seconds: float, per_epoch: float, most: int) -> int:
+    """How many epochs fit in ``seconds`` at ``per_epoch`` each: at least one, at most ``most``."""
+    return int(max(1, min(most, seconds // per_epoch if per_epoch > 0 else most)))
 
 
 def _chunk_end(epoch: int, plan: FitPlan, epochs_per_call: int) -> int:

@@ -85,7 +85,12 @@ class TrainingSession:
             )
         module = for_backend()
         per_device = source.batch_size // device.devices  # XLA's choice depends on the step each device runs
-        self.jit_compile = module.use_xla(config.train.jit_compile, device.kind, per_device, source.timesteps)
+        self.offer = module.OFFER  # what this backend can do (see BackendOffer)
+        if device.devices > 1 and not self.offer.data_parallel:
+            raise UsageError(f"the {self.offer.name} backend cannot split one run over several devices")
+        self.jit_compile = self.offer.always_xla or module.use_xla(
+            config.train.jit_compile, device.kind, per_device, source.timesteps
+        )
         scan = module.time_loop(source.timesteps, self.jit_compile)
         self.network = Network(_trunk(config, data, self.masked), _segments(configs), scan)
         program = Program(
