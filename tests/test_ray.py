@@ -29,9 +29,12 @@ from .conftest import assert_clean_error, run_bilstm, tiny_flags
 
 NEEDS_RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install "bilstm[ray]"')
 
-# 2 variants x 3 repeats: 2 jobs of 3 runs, each run long enough (~1 s) that an interruption
-# after the first result always finds runs in progress
-SETTINGS = ["--modes", "sum,concat", "--repeats", "3", *tiny_flags(epochs=60, log_every=20, seed=10)]
+# 2 variants x 3 repeats in 3 programs of 2 runs (one repeat of each variant), each long enough
+# (~1 s) that an interruption after the first result always finds a program in progress
+SETTINGS = [
+    "--modes", "sum,concat", "--repeats", "3", "--set", "compare.runs_per_program=2",
+    *tiny_flags(epochs=60, log_every=20, seed=10),
+]  # fmt: skip
 RUNS = 6
 RAY_PROCESSES = "raylet|gcs_server|ray::"
 # A head bound to 127.0.0.1 only: its clients must keep 127.0.0.1 as it is, too (by default
