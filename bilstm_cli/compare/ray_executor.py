@@ -163,7 +163,9 @@ class RayExecutor:
 
         def submit(state: _JobState) -> None:
             state.attempts += 1
-            job = state.remaining()
+            # the whole planned job, never just its missing runs: a run's numbers depend on which
+            # runs share its program; runs that already arrived are recognised and skipped
+            job = state.job
             options = {"num_cpus": self.cpus_per_run, "num_gpus": self.gpus_per_run}
             generator = task.options(
                 name=f"{TASK_NAME}-{driver}-{state.index}", max_retries=0, retry_exceptions=False, **options
@@ -187,7 +189,7 @@ class RayExecutor:
                 return
             except ray.exceptions.RayError as error:  # the worker (or its node) died
                 del pending[generator]
-                if not stopping:
+                if not stopping and state.remaining().runs:  # (a worker killed after its last run costs nothing)
                     self._resubmit(state, error, submit)
                 return
             if message["kind"] == "hello":
@@ -248,6 +250,7 @@ class _JobState:
         return True
 
     def remaining(self) -> Job:
+        """The job's runs that have not arrived (to count them; a resubmission runs the whole job)."""
         parts = []
         for part in self.job.parts:
             repeats = [r for r in part.repeats if (part.variant.name, r) not in self.done]
