@@ -198,3 +198,23 @@ def test_plateau_state_resumes_like_an_uninterrupted_run():
         assert min(rates) < rates[0], f"copy {copy}: the rate was never lowered"
         assert results[copy].history.learning_rate == rates
         assert results[copy].history.loss == whole[copy].history.loss
+
+
+def test_cell_and_optimizer_settings_are_part_of_the_program():
+    from bilstm_cli.config.program import program_key
+    from bilstm_cli.config.schema import Config
+
+    def key(**sections):
+        return program_key(Config.model_validate(sections))
+
+    base = key()
+    assert key(train={"learning_rate": 0.01}) == base  # an input of the program
+    assert key(model={"kind": "lstm"}) == base  # a segment of the program
+    for changed in (
+        {"model": {"cell": "gru"}},
+        {"train": {"optimizer": "adamw"}},
+        {"train": {"clipnorm": 1.0}},
+        {"train": {"schedule": "cosine"}},
+        {"train": {"schedule": "plateau"}},
+    ):
+        assert key(**changed) != base, changed
