@@ -218,3 +218,53 @@ def test_cell_and_optimizer_settings_are_part_of_the_program():
         {"train": {"schedule": "plateau"}},
     ):
         assert key(**changed) != base, changed
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_copies_of_other_cells_with_schedules_train_as_they_do_alone(cell):
+    """A GRU / SimpleRNN program of mixed variants, with AdamW, clipping, a cosine schedule and
+    reduce-on-plateau per copy, gives every run the history (learning rates included) it has
+    alone, within 1e-6."""
+    from bilstm_cli.config.schema import DataConfig, ModelSettings
+    from bilstm_cli.data.batches import OnlineSource, make_batches
+    from bilstm_cli.data.generator import cumulative_sum_task
+    from bilstm_cli.data.spec import ModelSpec
+    from bilstm_cli.engine.loop import FitPlan, fit
+    from bilstm_cli.engine.optimizers import OptimizerSettings, learning_rates_at_steps
+
+    from .engine_support import history_difference, make_engine
+
+    spec = ModelSpec(1, 2)
+    variants = [
+        ModelSettings(kind="bilstm", merge="concat", units=5, cell=cell),
+        ModelSettings(kind="lstm", direction="backward", units=5, cell=cell),
+    ]
+    optimizer = OptimizerSettings("adamw", 0.01, 0.5, "cosine", decay_steps=24, alpha=0.1)
+    validation = make_batches(cumulative_sum_task(32, 6, rng=np.random.default_rng(7)), 32)
+    plan = FitPlan(epochs=12, log_every=1, plateau_patience=1, plateau_factor=0.5)
+    rates = [0.3, 0.2]
+
+    def source():
+        return [OnlineSource(DataConfig(samples_per_epoch=8, timesteps=6), batch_size=4, seed=3)]
+
+    together_engine = make_engine(
+        [(v, 1) for v in variants],
+        spec,
+        [1, 2],
+        (4, 6, 1),
+        copy_streams=(0, 0),
+        learning_rates=rates,
+        optimizer=optimizer,
+    )
+    together = fit(together_engine, source(), plan, validation)
+    # the cosine rates of every epoch's last step (2 steps an epoch); the plateau lowered some
+    cosine = learning_rates_at_steps(optimizer, rates, np.arange(1, 13) * 2 - 1)
+    lowered = [np.asarray(run.history.learning_rate) < 0.99 * cosine[:, copy] for copy, run in enumerate(together)]
+    assert any(part.any() for part in lowered) and not all(part[0] for part in lowered)
+    for copy, variant in enumerate(variants):
+        engine = make_engine(
+            [(variant, 1)], spec, [copy + 1], (4, 6, 1), learning_rates=[rates[copy]], optimizer=optimizer
+        )
+        alone = fit(engine, source(), plan, validation)[0]
+        assert history_difference(alone.history, together[copy].history) < 1e-6
+        np.testing.assert_allclose(alone.history.learning_rate, together[copy].history.learning_rate, rtol=1e-6)
