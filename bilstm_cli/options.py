@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 import click
 from click.shell_completion import CompletionItem
 
-from .config.vocabulary import BACKENDS, DIRECTIONS, KINDS, MERGE_MODES, MODEL_VARIANTS, TASKS
+from .config.vocabulary import (
+    BACKENDS,
+    CELLS,
+    DIRECTIONS,
+    KINDS,
+    MERGE_MODES,
+    MODEL_VARIANTS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TASKS,
+)
 from .data.formats import FORMATS, PREDICTION_FORMATS, WRITABLE_FORMATS
 
 # ---------------------------------------------------------------------------- paths and completion
@@ -128,9 +138,10 @@ input_format_option = click.option(
 
 model_options = _stack(
     click.option("--kind", type=click.Choice(KINDS), help="Model kind."),
+    click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell: LSTM, GRU or SimpleRNN."),
     click.option("--direction", type=click.Choice(DIRECTIONS), help="LSTM direction (implies --kind lstm)."),
     click.option("--merge", type=click.Choice(MERGE_MODES), help="BiLSTM merge mode (implies --kind bilstm)."),
-    click.option("--units", type=int, help="LSTM units per direction."),
+    click.option("--units", type=int, help="Recurrent units per direction."),
     click.option("--layers", type=int, help="Stacked recurrent layers."),
     click.option("--dropout", type=float, help="Dropout after each recurrent layer."),
 )
@@ -139,6 +150,16 @@ train_options = _stack(
     click.option("--epochs", type=int, help="Training epochs."),
     click.option("--batch-size", type=int, help="Sequences per optimizer step."),
     click.option("--learning-rate", type=float, help="Optimizer learning rate."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (train.optimizer)."),
+    click.option(
+        "--schedule", type=click.Choice(SCHEDULES), help="Learning rate: constant, cosine decay or lowered on plateaus."
+    ),
+    click.option(
+        "--early-stopping/--no-early-stopping",
+        default=None,
+        help="Stop when the validation loss stops improving, keeping the best weights.",
+    ),
+    click.option("--patience", type=int, help="Early stopping's patience in epochs (implies --early-stopping)."),
     click.option("--seed", type=int, help="Random seed (drawn and recorded if absent)."),
     backend_option,
     device_option,

@@ -188,3 +188,18 @@ def test_missing_converter_is_a_usage_error_with_the_pip_command(cli, runs, tmp_
     result = cli("export", runs / "per-step", "-o", tmp_path / "model.onnx")
     assert_clean_error(result, 2, "tf2onnx", 'pip install "bilstm[export]"')
     assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_gru_and_simple_rnn_models_export(runs, tmp_path, cell):
+    """A Bidirectional GRU / SimpleRNN exports to ONNX and gives what predict gives."""
+    run = tmp_path / cell
+    result = invoke("train", *tiny_flags(epochs=4, log_every=2), "--cell", cell, "--seed", "1", "--out", run, "-q")
+    assert result.exit_code == 0, result.stderr
+    output = tmp_path / "model.onnx"
+    code, stderr = export(run, "-o", output)
+    assert code == 0, stderr
+    input_path = runs / "per-step-input.jsonl"
+    x, lengths = padded(input_path.read_text(), 1)
+    difference = largest_difference(onnx_outputs(output, x, lengths), predicted(run, input_path), lengths, True)
+    assert difference <= TOLERANCE, difference

@@ -16,7 +16,7 @@ from bilstm_cli.data.spec import ModelSpec
 from bilstm_cli.model.build import build_model, load_model
 
 from .engine_support import keras_twin, make_engine
-from .numpy_lstm import lstm_outputs
+from .numpy_lstm import gru_outputs, lstm_outputs, rnn_outputs
 
 pytestmark = pytest.mark.usefixtures("cpu_device")
 
@@ -244,3 +244,74 @@ def test_the_engine_computes_what_the_saved_keras_model_computes(variants, task,
     for copy, model_setting in enumerate(model_settings):
         expected = outputs(keras_twin(engine, copy, model_setting, standardization), data.x, data.lengths)
         np.testing.assert_allclose(predictions[copy][mask], expected[mask], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- GRU and SimpleRNN cells
+
+REFERENCE_CELLS = {"lstm": lstm_outputs, "gru": gru_outputs, "rnn": rnn_outputs}
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_gru_and_rnn_cells_match_numpy(cell):
+    """Keras' GRU (reset_after=True) and SimpleRNN inside Bidirectional, on ragged input, equal
+    the NumPy cells read forward and backward (what the engine's cells must also compute)."""
+    keras.utils.set_random_seed(5)
+    model = build_model(settings(kind="bilstm", merge="concat", cell=cell), ModelSpec(2, 2))
+    bidirectional = model.get_layer(f"bi{cell}_0")
+    assert type(bidirectional.forward_layer).__name__ == {"gru": "GRU", "rnn": "SimpleRNN"}[cell]
+    hidden = keras.Model(model.inputs, bidirectional.output)
+    data = ragged()
+    got = outputs(hidden, data.x, data.lengths)
+    reference = REFERENCE_CELLS[cell]
+    for i, length in enumerate(data.lengths):
+        x = data.x[i, :length].astype(np.float64)
+        forward = reference(x, *lstm_weights(bidirectional.forward_layer))
+        backward = reference(x, *lstm_weights(bidirectional.backward_layer), reverse=True)[::-1]
+        np.testing.assert_allclose(got[i, :length], np.concatenate([forward, backward], axis=-1), atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize(
+    ("variants", "task", "classes", "extra"),
+    [
+        (
+            [dict(kind="bilstm", merge=m) for m in ("concat", "sum")]
+            + [dict(kind="lstm", direction=d) for d in DIRECTIONS],
+            "per-step",
+            2,
+            {},
+        ),
+        ([dict(kind="bilstm", merge="ave"), dict(kind="lstm", direction="backward")], "sequence", 3, {"layers": 2}),
+    ],
+    ids=["mixed", "stacked-last"],
+)
+def test_the_engine_computes_what_the_saved_keras_model_computes_for_other_cells(cell, variants, task, classes, extra):
+    """As for the LSTM: every copy of a mixed GRU / SimpleRNN program predicts, on ragged input,
+    what its plain Keras model (GRU / SimpleRNN layers, weights moved in) predicts."""
+    from bilstm_cli.backend import ops
+
+    spec = ModelSpec(2, classes, task)
+    data = ragged(classes=classes, per_sequence=task == "sequence")
+    model_settings = [settings(**variant, **extra, cell=cell) for variant in variants]
+    engine = make_engine([(s, 1) for s in model_settings], spec, list(range(len(variants))), (5, 8, 2), masked=True)
+    copies = len(variants)
+    x = np.broadcast_to(data.x, (copies, *data.x.shape))
+    lengths = np.broadcast_to(data.lengths.astype(np.int32), (copies, data.size))
+    predictions = keras.ops.convert_to_numpy(
+        engine.program.network.forward(engine._state[0], ops.convert_to_tensor(x), ops.convert_to_tensor(lengths))
+    )
+    mask = data.step_mask() if task == "per-step" else np.ones(data.size, bool)
+    for copy, model_setting in enumerate(model_settings):
+        model = keras_twin(engine, copy, model_setting)
+        layer = model.get_layer(f"{'bi' if model_setting.kind == 'bilstm' else ''}{cell}_0")
+        assert cell.upper() in type(getattr(layer, "forward_layer", layer)).__name__.upper()
+        expected = outputs(model, data.x, data.lengths)
+        np.testing.assert_allclose(predictions[copy][mask], expected[mask], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train_and_round_trip(tmp_path, cell):
+    predictions = train_and_round_trip(
+        tmp_path, settings(kind="bilstm", merge="sum", cell=cell), ModelSpec(2, 2), ragged()
+    )
+    assert predictions.shape == (5, 8, 1)

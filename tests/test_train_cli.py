@@ -41,7 +41,7 @@ def test_run_directory_contents(trained_run):
         "checkpoint.npz",
     }
     history = (run / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,elapsed"
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,elapsed"
     assert len(history) == 1 + 40  # every epoch
     logged = [line for line in history[1:] if line.split(",")[3]]
     assert [int(line.split(",")[0]) for line in logged] == [10, 20, 30, 40]

@@ -56,8 +56,9 @@ def test_training_matches_one_keras_model_fit_per_sequence():
         OptimizerSettings("adamw", weight_decay=0.05),
         OptimizerSettings("sgd", clipnorm=0.1),
         OptimizerSettings("rmsprop"),
+        OptimizerSettings("adamw", weight_decay=0.01, clipnorm=0.05, schedule="cosine", decay_steps=2, alpha=0.3),
     ],
-    ids=lambda o: o.name + ("-clip" if o.clipnorm else ""),
+    ids=lambda o: o.name + ("-clip" if o.clipnorm else "") + ("-cosine" if o.schedule == "cosine" else ""),
 )
 def test_update_rules_equal_keras_optimizers(optimizer):
     """Each copy's weights after 3 steps equal a Keras model trained by the Keras optimizer
@@ -79,6 +80,10 @@ def test_update_rules_equal_keras_optimizers(optimizer):
     }[optimizer.name]
     for copy, twin in enumerate(twins):
         options = {"learning_rate": rates[copy]}
+        if optimizer.schedule == "cosine":
+            options["learning_rate"] = keras.optimizers.schedules.CosineDecay(
+                rates[copy], optimizer.decay_steps, alpha=optimizer.alpha
+            )
         if optimizer.clipnorm:
             options["clipnorm"] = optimizer.clipnorm
         if optimizer.name == "adamw":

@@ -16,7 +16,7 @@ from ..data.formats import STDIN, source_label
 from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
-from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, NonFiniteLoss
+from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, NonFiniteLoss, PlateauState
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
 from ..fileio.files import write_csv, write_json
@@ -81,6 +81,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         f"training {session.variant()} on {session.device.description} with {backend.name()} "
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
+    reporter.message(_summary_line(session.model_summary()))
     compile_seconds = session.compile()
     progress, start_epoch = CopyProgress(), 0
     if checkpoint_state is not None:
@@ -88,6 +89,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         progress.history = History.from_dict(checkpoint_meta["history"])
         start_epoch = int(checkpoint_meta["epoch"])
         progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
+        progress.plateau = PlateauState.from_meta(checkpoint_meta.get("plateau"))
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
     history, stopping = progress.history, progress.stopping
 
@@ -102,6 +104,7 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
             "history": current_history.to_dict(),
             "finished": finished,
             "early_stopping": stopping.to_meta(),
+            "plateau": progress.plateau.to_meta(),
         }
         save_checkpoint(run_dir, state, meta, stopping.best_state)
 
@@ -149,6 +152,15 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
     write_json(run_dir / directory.METRICS, metrics)
     plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {seed})")
     return TrainResult(run_dir, metrics)
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    """``model: length_mask LengthMask, bilstm_0 Bidirectional(LSTM, concat) 3,520, ...; 3,561 parameters``."""
+    layers = ", ".join(
+        f"{layer['name']} {layer['type']}" + (f" {layer['parameters']:,}" if layer["parameters"] else "")
+        for layer in summary["layers"]
+    )
+    return f"model: {layers}; {summary['parameters']:,} parameters"
 
 
 def _pinned(config: Config) -> bool:

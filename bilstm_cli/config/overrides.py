@@ -13,10 +13,14 @@ from ..errors import UsageError
 
 CLEAR = object()  # a flag value meaning "set this key to null"
 
-MODEL_FLAGS = ("kind", "direction", "merge", "units", "layers", "dropout")
-TRAIN_FLAGS = ("epochs", "batch_size", "learning_rate", "seed", "backend", "device", "devices")
+MODEL_FLAGS = ("kind", "direction", "merge", "units", "layers", "dropout", "cell")
+TRAIN_FLAGS = ("epochs", "batch_size", "learning_rate", "optimizer", "schedule", "seed", "backend", "device", "devices")
 # Flags that change what a run computes: refused with --resume, which reuses the saved config.
-EXPERIMENT_FLAGS = (*MODEL_FLAGS, "epochs", "batch_size", "learning_rate", "seed", "backend", "devices")
+EXPERIMENT_FLAGS = (
+    *MODEL_FLAGS,
+    *("epochs", "batch_size", "learning_rate", "optimizer", "schedule", "early_stopping", "patience"),
+    *("seed", "backend", "devices"),
+)
 
 
 def model_flags(
@@ -26,9 +30,15 @@ def model_flags(
     units: int | None = None,
     layers: int | None = None,
     dropout: float | None = None,
+    cell: str | None = None,
 ) -> dict[str, Any]:
     """Dedicated model flags as config paths; ``--merge`` / ``--direction`` imply the kind."""
-    flags: dict[str, Any] = {"model.units": units, "model.layers": layers, "model.dropout": dropout}
+    flags: dict[str, Any] = {
+        "model.units": units,
+        "model.layers": layers,
+        "model.dropout": dropout,
+        "model.cell": cell,
+    }
     if merge is not None:
         flags.update({"model.kind": "bilstm", "model.merge": merge, "model.direction": CLEAR})
     if direction is not None:
@@ -46,6 +56,12 @@ def shared_flags(flags: dict[str, Any]) -> dict[str, Any]:
     for name in TRAIN_FLAGS:
         if name in flags:
             mapped[f"train.{name}"] = flags.pop(name)
+    early_stopping, patience = flags.pop("early_stopping", None), flags.pop("patience", None)
+    mapped["train.early_stopping.patience"] = patience
+    # --patience implies early stopping, unless --no-early-stopping says otherwise
+    mapped["train.early_stopping.enabled"] = (
+        early_stopping if early_stopping is not None else (True if patience is not None else None)
+    )
     return mapped
 
 

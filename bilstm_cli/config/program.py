@@ -1,8 +1,9 @@
 """Which runs can train as copies of one compiled program.
 
 A program's copies share everything that shapes the computation (data, sizes, cell, layers,
-optimizer rule, epochs, batch size...). Per copy are the model variant (merge mode or
-direction: each variant is a segment of the program, see :mod:`bilstm_cli.engine.network`),
+optimizer rule and schedule, reduce-on-plateau, epochs, batch size...). Per copy are the model
+variant (merge mode or direction: each variant is a segment of the program, see
+:mod:`bilstm_cli.engine.network`),
 the learning rate (an input of the program) and the seed.
 """
 

@@ -11,7 +11,19 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from .vocabulary import Backend, Direction, Executor, Kind, Merge, Metric, Optimizer, Pooling, TaskSetting
+from .vocabulary import (
+    Backend,
+    Cell,
+    Direction,
+    Executor,
+    Kind,
+    Merge,
+    Metric,
+    Optimizer,
+    Pooling,
+    Schedule,
+    TaskSetting,
+)
 
 # Refuse sizes that could only come from a typo before anything is allocated.
 MAX_TIMESTEPS = 1_000_000
@@ -66,9 +78,11 @@ class DataConfig(Section):
 
 
 class ModelSettings(Section):
-    """The network: a (stacked) LSTM or Bidirectional LSTM with a per-step or pooled head."""
+    """The network: a (stacked) recurrent layer, one direction or both (Bidirectional), with a
+    per-step or pooled head."""
 
     kind: Kind = "bilstm"
+    cell: Cell = Field("lstm", description="recurrent cell: Keras LSTM, GRU or SimpleRNN")
     direction: Optional[Direction] = Field(None, description="lstm only; default forward")
     merge: Optional[Merge] = Field(None, description="bilstm only; default concat")
     units: int = Field(20, ge=1, le=4096)
@@ -109,6 +123,18 @@ class TrainConfig(Section):
     # 0.003 rather than Adam's 0.001: the default 3000 mini-batches then reach >= 0.993
     # validation accuracy for every seed tried (0.001 gave 0.985 for one of three)
     learning_rate: float = Field(0.003, gt=0)
+    weight_decay: Optional[float] = Field(
+        None, ge=0, description="adamw only: decoupled weight decay; null = Keras' AdamW default, 0.004"
+    )
+    clipnorm: Optional[float] = Field(None, gt=0, description="clip each weight's gradient to this norm; null = off")
+    schedule: Schedule = Field(
+        "constant", description="learning rate: constant, cosine decay over the run, or lowered on a plateau"
+    )
+    cosine_alpha: float = Field(0.0, ge=0, le=1, description="cosine: final learning rate as a fraction of the first")
+    plateau_patience: int = Field(
+        5, ge=1, description="plateau: epochs without val_loss improvement before the rate is lowered"
+    )
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="plateau: the rate is multiplied by this")
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="null = drawn at random and recorded")
     backend: Optional[Backend] = Field(
         None, description="Keras backend: tensorflow or jax; null = $BILSTM_BACKEND, else tensorflow"
@@ -126,6 +152,15 @@ class TrainConfig(Section):
     checkpoint_every: Optional[int] = Field(
         None, ge=1, description="epochs between checkpoints; null = at logged rows, at most every 30 s"
     )
+
+    @model_validator(mode="after")
+    def _check_optimizer(self) -> TrainConfig:
+        if self.weight_decay is not None and self.optimizer != "adamw":
+            raise ValueError(
+                f"train.weight_decay only applies to train.optimizer=adamw (not {self.optimizer}); "
+                "remove train.weight_decay or set train.optimizer=adamw"
+            )
+        return self
 
     @field_validator("class_weight", mode="before")
     @classmethod

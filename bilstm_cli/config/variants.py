@@ -36,8 +36,10 @@ class Variant:
 
 
 def model_variant_name(settings: ModelSettings) -> str:
-    """Short name such as ``bilstm-concat`` or ``lstm-backward``."""
-    return f"bilstm-{settings.merge}" if settings.kind == "bilstm" else f"lstm-{settings.direction}"
+    """Short name such as ``bilstm-concat`` or ``lstm-backward`` (other cells: ``bigru-sum``,
+    ``rnn-forward``)."""
+    cell = settings.cell
+    return f"bi{cell}-{settings.merge}" if settings.kind == "bilstm" else f"{cell}-{settings.direction}"
 
 
 def model_variant(name: str) -> Variant:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 Kind = Literal["lstm", "bilstm"]
+Cell = Literal["lstm", "gru", "rnn"]  # model.cell: Keras LSTM, GRU or SimpleRNN
 Direction = Literal["forward", "backward", "backward-unaligned"]
 Merge = Literal["concat", "sum", "mul", "ave"]
 Task = Literal["per-step", "sequence"]
 TaskSetting = Literal["auto", "per-step", "sequence"]  # data.task: auto = read from the labels
-Optimizer = Literal["adam", "sgd", "rmsprop"]
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+Schedule = Literal["constant", "cosine", "plateau"]  # train.schedule: the learning rate over training
 Pooling = Literal["last", "mean"]
 Backend = Literal["tensorflow", "jax"]
 Metric = Literal["loss", "accuracy"]  # compare.metric: the final score that ranks variants
@@ -26,6 +28,9 @@ def choices(literal: Any) -> tuple[str, ...]:
 
 
 KINDS = choices(Kind)
+CELLS = choices(Cell)
+OPTIMIZERS = choices(Optimizer)
+SCHEDULES = choices(Schedule)
 MERGE_MODES = choices(Merge)
 DIRECTIONS = choices(Direction)
 TASKS = choices(Task)

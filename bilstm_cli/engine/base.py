@@ -30,7 +30,7 @@ from ..data.spec import ModelSpec
 from ..errors import TrainingError
 from .initializers import initial_parameters
 from .network import Network
-from .optimizers import OptimizerSettings, apply_updates, initial_slots
+from .optimizers import OptimizerSettings, apply_updates, initial_slots, learning_rates_at_steps
 from .terms import batch_terms
 
 
@@ -232,6 +232,17 @@ class Engine:
         self.learning_rates = np.asarray(learning_rates, np.float32)
         self.reset(seeds)
 
+    def set_learning_rate(self, copy: int, rate: float) -> None:
+        """Change one copy's base learning rate from the next call on (reduce-on-plateau); the
+        rate is an input of the compiled program, so nothing recompiles."""
+        self.learning_rates = self.learning_rates.copy()
+        self.learning_rates[copy] = rate
+
+    def learning_rates_at(self, steps) -> np.ndarray:
+        """``(len(steps), C)``: the learning rate each copy's optimizer step ``steps[i]``
+        (0-based) uses with the current base rates and the program's schedule."""
+        return learning_rates_at_steps(self.program.optimizer, self.learning_rates, steps)
+
     def state(self) -> list[np.ndarray]:
         """Every array of the state (weights, optimizer slots, step counts), for checkpoints."""
         params, slots, iterations = self._to_numpy(self._state)
@@ -257,7 +268,7 @@ class Engine:
         return [array[row] for array, row in zip(self.state(), rows)]
 
     def set_copy_state(self, copy: int, values: Sequence[np.ndarray]) -> None:
-        arrays = self.state()
+        arrays = [np.array(array) for array in self.state()]  # writable (JAX's arrays read as read-only)
         for array, row, value in zip(arrays, self._rows_of(copy), values):
             array[row] = value
         self.load_state(arrays)

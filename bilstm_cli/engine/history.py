@@ -16,20 +16,23 @@ class LogRecord:
     val_loss: float | None
     val_accuracy: float | None
     elapsed: float
+    learning_rate: float = math.nan  # the rate of the row's last optimizer step
 
 
 @dataclass
 class History:
-    """Every epoch's training loss/accuracy; validation at logged epochs (NaN elsewhere)."""
+    """Every epoch's training loss/accuracy and learning rate (the rate its last optimizer step
+    used); validation at logged epochs (NaN elsewhere)."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)
 
-    COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "elapsed")
+    COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "elapsed")
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -45,7 +48,9 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> History:
-        return cls(*(list(data[name]) for name in cls.COLUMNS))
+        # checkpoints written before the learning rate was recorded have no such column
+        unknown = [math.nan] * len(data["epoch"])
+        return cls(*(list(data.get(name, unknown)) for name in cls.COLUMNS))
 
     def logged(self) -> list[int]:
         """Indices of epochs with a validation score."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.build import recurrent_layer_name
 from .network import Network
 
 
@@ -27,7 +28,7 @@ def copy_weights(network: Network, copy: int, rows: list[np.ndarray]) -> dict[st
     for layer in range(network.trunk.layers):
         kernel, recurrent, bias = rows[3 * layer : 3 * layer + 3]
         inputs = network.trunk.features if layer == 0 else width
-        name = f"{'bilstm' if segment.kind == 'bilstm' else 'lstm'}_{layer}"
+        name = recurrent_layer_name(segment.kind, network.trunk.cell, layer)
         weights[name] = [
             array
             for unit in range(len(segment.directions))

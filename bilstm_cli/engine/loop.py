@@ -1,5 +1,5 @@
-"""The epoch loop around an engine: logging, validation, checkpoints, early stopping, NaN
-handling and Ctrl-C, for the C runs (copies) one program trains at once (``train``: one).
+"""The epoch loop around an engine: logging, validation, checkpoints, early stopping,
+reduce-on-plateau, NaN handling and Ctrl-C, for the C runs (copies) one program trains at once (``train``: one).
 
 It never branches on the backend and never prints: progress goes through callbacks. Each copy
 keeps its own history, early stopping (a copy that stops is frozen: it keeps its weights and
@@ -38,7 +38,10 @@ class Trainer(Protocol):
 
     steps_per_call: int
     active: np.ndarray
+    learning_rates: np.ndarray
 
+    def set_learning_rate(self, copy: int, rate: float) -> None: ...
+    def learning_rates_at(self, steps) -> np.ndarray: ...
     def train(self, batches: Sequence[Batches]) -> np.ndarray: ...
     def evaluate(self, batches: Batches) -> np.ndarray: ...
     def copy_state(self, copy: int) -> list[np.ndarray]: ...
@@ -60,6 +63,8 @@ class FitPlan:
     start_epoch: int = 0
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
+    plateau_patience: int | None = None  # None: no reduce-on-plateau
+    plateau_factor: float = 0.5
 
 
 @dataclass
@@ -106,11 +111,34 @@ class EarlyStoppingState:
 
 
 @dataclass
+class PlateauState:
+    """Reduce-on-plateau so far (Keras' ``ReduceLROnPlateau`` at logged epochs): the best
+    validation loss, the epoch patience counts from (the best one or the last reduction) and
+    the copy's lowered learning rate (None: still its configured one). A checkpoint saves it."""
+
+    best_loss: float = math.inf
+    since: int = 0
+    learning_rate: float | None = None
+
+    def to_meta(self) -> dict:
+        best = None if math.isinf(self.best_loss) else self.best_loss
+        return {"best_loss": best, "since": self.since, "learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_meta(cls, meta: dict | None) -> PlateauState:
+        if not meta:
+            return cls()
+        best = meta.get("best_loss")
+        return cls(math.inf if best is None else float(best), int(meta.get("since", 0)), meta.get("learning_rate"))
+
+
+@dataclass
 class CopyProgress:
-    """One copy's run so far: its history, early stopping and where it stopped."""
+    """One copy's run so far: its history, early stopping, reduce-on-plateau and where it stopped."""
 
     history: History = field(default_factory=History)
     stopping: EarlyStoppingState = field(default_factory=EarlyStoppingState)
+    plateau: PlateauState = field(default_factory=PlateauState)
     stopped: str | None = None
     epochs_run: int = 0
     window_start: int = 0
@@ -158,8 +186,10 @@ def fit(
     callbacks = callbacks or FitCallbacks()
     copies = len(engine.active)
     progress = list(progress) if progress is not None else [CopyProgress() for _ in range(copies)]
-    for run in progress:
+    for copy, run in enumerate(progress):
         run.epochs_run = run.window_start = plan.start_epoch
+        if run.plateau.learning_rate is not None:  # resumed after the rate was lowered
+            engine.set_learning_rate(copy, run.plateau.learning_rate)
     epoch = plan.start_epoch
     elapsed_before = progress[0].history.elapsed[-1] if progress[0].history.elapsed else 0.0
     started = time.perf_counter()
@@ -181,8 +211,12 @@ def fit(
             # only ever shrinks: a steady chunk size keeps the prefetched batches useful
             epochs_per_call = min(epochs_per_call, _epochs_within(CHUNK_SECONDS, per_epoch, epochs_per_call))
             now = elapsed_before + time.perf_counter() - started
+            # each epoch's rate: that of its last step (copies that train have taken every step)
+            last_steps = np.arange(epoch + 1, chunk_end + 1) * steps_per_epoch - 1
+            rates = engine.learning_rates_at(last_steps)
             for copy in np.flatnonzero(engine.active):
-                _record_epochs(progress[copy].history, epoch, results[:, copy], steps_per_epoch, now, int(copy))
+                run = progress[copy]
+                _record_epochs(run.history, epoch, results[:, copy], steps_per_epoch, now, int(copy), rates[:, copy])
                 progress[copy].epochs_run = chunk_end
             epoch = chunk_end
             callbacks.on_progress(epoch)
@@ -230,9 +264,12 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
                     val_loss,
                     val_accuracy,
                     history.elapsed[-1],
+                    history.learning_rate[-1],
                 )
             )
         run.window_start = epoch
+        if plan.plateau_patience and val_loss is not None:
+            _reduce_on_plateau(engine, int(copy), run.plateau, val_loss, epoch, plan)
         if plan.early_stopping_patience and val_loss is not None:
             stopping = run.stopping
             if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
@@ -243,8 +280,25 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
                 engine.active[copy] = False  # frozen from the next step on
 
 
+def _reduce_on_plateau(engine: Trainer, copy: int, plateau: PlateauState, val_loss: float, epoch: int, plan) -> None:
+    """Lower a copy's learning rate by ``plan.plateau_factor`` when its validation loss has not
+    improved for ``plan.plateau_patience`` epochs (then count patience from this epoch again)."""
+    if val_loss < plateau.best_loss:
+        plateau.best_loss, plateau.since = val_loss, epoch
+    elif epoch - plateau.since >= plan.plateau_patience:
+        plateau.learning_rate = float(engine.learning_rates[copy]) * plan.plateau_factor
+        engine.set_learning_rate(copy, plateau.learning_rate)
+        plateau.since = epoch
+
+
 def _record_epochs(
-    history: History, first: int, results: np.ndarray, steps_per_epoch: int, now: float, copy: int = 0
+    history: History,
+    first: int,
+    results: np.ndarray,
+    steps_per_epoch: int,
+    now: float,
+    copy: int = 0,
+    rates: np.ndarray | None = None,
 ) -> None:
     """Append the epochs after ``first`` from per-step ``(loss, positions, correct)`` results.
 
@@ -264,6 +318,7 @@ def _record_epochs(
         history.accuracy.append(float(accuracies[offset]))
         history.val_loss.append(math.nan)
         history.val_accuracy.append(math.nan)
+        history.learning_rate.append(math.nan if rates is None else float(rates[offset]))
         history.elapsed.append(now)
     if good < len(losses):
         raise NonFiniteLoss(first + good + 1, history, copy)

@@ -56,6 +56,20 @@ def learning_rate_at(settings: OptimizerSettings, base, iterations):
     return base * ((1 - settings.alpha) * cosine + settings.alpha)
 
 
+def learning_rates_at_steps(settings: OptimizerSettings, base, steps):
+    """NumPy twin of :func:`learning_rate_at` for reports: ``(len(steps), C)``, the rate each
+    copy's step ``steps[i]`` (0-based: the step count before it) uses, from base rates ``(C,)``."""
+    import numpy as np
+
+    base = np.asarray(base, np.float64)[None, :]
+    steps = np.asarray(steps, np.float64)[:, None]
+    if settings.schedule != "cosine":
+        return np.repeat(base, steps.shape[0], axis=0)
+    progress = np.minimum(steps, settings.decay_steps) / settings.decay_steps
+    cosine = 0.5 * (1.0 + np.cos(math.pi * progress))
+    return base * ((1 - settings.alpha) * cosine + settings.alpha)
+
+
 def _per_row(values, owner, like):
     """Per-copy values ``(C,)`` for an array's rows (``owner``: static copy index of each
     row), shaped to broadcast against it; a scalar when the program has one copy."""

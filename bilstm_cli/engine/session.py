@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import backend
 from ..config.program import program_key
 from ..config.schema import Config
@@ -45,8 +47,26 @@ def recordable(config: Config) -> Config:
     return resolved
 
 
-def optimizer_settings(config: Config) -> OptimizerSettings:
-    return OptimizerSettings(name=config.train.optimizer)
+# Keras' AdamW default (train.weight_decay: null)
+ADAMW_WEIGHT_DECAY = 0.004
+
+
+def optimizer_settings(config: Config, steps_per_epoch: int = 1) -> OptimizerSettings:
+    """The update rule of a run: optimizer, weight decay, clipping, and the cosine schedule
+    (decaying over the whole run, ``train.epochs`` x ``steps_per_epoch`` steps). Reduce-on-
+    plateau is not part of it: the loop lowers each copy's base rate between calls."""
+    train = config.train
+    decay = 0.0
+    if train.optimizer == "adamw":
+        decay = ADAMW_WEIGHT_DECAY if train.weight_decay is None else train.weight_decay
+    return OptimizerSettings(
+        name=train.optimizer,
+        weight_decay=decay,
+        clipnorm=train.clipnorm,
+        schedule="cosine" if train.schedule == "cosine" else "constant",
+        decay_steps=max(1, train.epochs * steps_per_epoch),
+        alpha=train.cosine_alpha,
+    )
 
 
 class TrainingSession:
@@ -96,7 +116,7 @@ class TrainingSession:
         program = Program(
             network=self.network,
             spec=data.spec,
-            optimizer=optimizer_settings(config),
+            optimizer=optimizer_settings(config, source.steps_per_epoch),
             batch_shape=self.batch_shape,
             copy_streams=tuple(self.stream_seeds.index(seed) for seed in self.seeds),
             steps_per_call=steps_per_call(
@@ -142,11 +162,15 @@ class TrainingSession:
     def plan(self, start_epoch: int = 0) -> FitPlan:
         train = self.configs[0].train
         stopping = train.early_stopping
-        if stopping.enabled and self.validation is None:
-            raise UsageError(
-                "train.early_stopping needs validation data",
-                "give --val-data, data.validation_split or data.validation_size > 0",
-            )
+        for needs, key in (
+            (stopping.enabled, "train.early_stopping"),
+            (train.schedule == "plateau", "train.schedule=plateau"),
+        ):
+            if needs and self.validation is None:
+                raise UsageError(
+                    f"{key} needs validation data",
+                    "give --val-data, data.validation_split or data.validation_size > 0",
+                )
         return FitPlan(
             epochs=train.epochs,
             log_every=self.log_every,
@@ -154,6 +178,8 @@ class TrainingSession:
             start_epoch=start_epoch,
             early_stopping_patience=stopping.patience if stopping.enabled else None,
             early_stopping_min_delta=stopping.min_delta,
+            plateau_patience=train.plateau_patience if train.schedule == "plateau" else None,
+            plateau_factor=train.plateau_factor,
         )
 
     def fit(
@@ -172,11 +198,32 @@ class TrainingSession:
 
     def model_to_save(self, copy: int = 0):
         """Run ``copy``'s trained weights in the plain Keras model (with the length mask)."""
-        module = for_backend()
-        with module.placed(self.device):
-            model = build_model(self.configs[copy].model, self.data.spec, self.data.standardization, masked=True)
+        model = self._keras_model(copy)
         load_into(model, copy_weights(self.network, copy, self.engine.copy_parameters(copy)))
         return model
+
+    def _keras_model(self, copy: int):
+        """Run ``copy``'s plain Keras model (built once per copy and settings)."""
+        settings = self.configs[copy].model
+        cached = getattr(self, "_built", None)
+        if cached is None or cached[0] != (copy, settings):
+            with for_backend().placed(self.device):
+                model = build_model(settings, self.data.spec, self.data.standardization, masked=True)
+            self._built = cached = ((copy, settings.model_copy()), model)
+        return cached[1]
+
+    def model_summary(self, copy: int = 0) -> dict[str, Any]:
+        """The saved model's layers (name, type, trainable parameters) and their total."""
+        layers = []
+        for layer in self._keras_model(copy).layers:
+            kind = type(layer).__name__
+            if kind == "InputLayer":
+                continue
+            if kind == "Bidirectional":
+                kind = f"Bidirectional({type(layer.forward_layer).__name__}, {layer.merge_mode})"
+            count = sum(int(np.prod(weight.shape)) for weight in layer.trainable_weights)
+            layers.append({"name": layer.name, "type": kind, "parameters": count})
+        return {"layers": layers, "parameters": sum(layer["parameters"] for layer in layers)}
 
     def parameter_count(self, copy: int = 0) -> int:
         return int(sum(array.size for array in self.engine.copy_parameters(copy)))
@@ -212,6 +259,7 @@ class TrainingSession:
                 **test_metrics,
             },
             "parameters": self.parameter_count(copy),
+            "model": self.model_summary(copy),
             "device": {**self.device.to_dict(), "xla": self.jit_compile},
             "timing": {
                 "wall_seconds": wall_seconds,
@@ -228,7 +276,7 @@ class TrainingSession:
 def _trunk(config: Config, data: TrainingData, masked: bool) -> Trunk:
     model = config.model
     return Trunk(
-        cell="lstm",
+        cell=model.cell,
         units=model.units,
         layers=model.layers,
         features=data.spec.features,

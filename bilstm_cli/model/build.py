@@ -1,4 +1,5 @@
-"""Build the Keras models: (stacked) LSTM forward/backward or Bidirectional LSTM.
+"""Build the Keras models: (stacked) recurrent layers (LSTM, GRU or SimpleRNN), forward,
+backward or Bidirectional.
 
 Every model takes two inputs, ``x`` ``(batch, steps, features)`` and ``lengths`` ``(batch,)``,
 so variable-length data is masked the same way in training, evaluation and prediction.
@@ -27,7 +28,7 @@ def build_model(
     """Build an uncompiled model for the given settings.
 
     Args:
-        settings: kind, direction or merge mode, units, layers, dropout, pooling.
+        settings: kind, cell, direction or merge mode, units, layers, dropout, pooling.
         spec: number of features, number of classes, per-step or per-sequence labels.
         standardization: optional per-feature (mean, variance) fitted on training data; it
             becomes a Normalization layer, so it is saved with the model and applied by
@@ -68,18 +69,24 @@ def build_model(
     return keras.Model([x_input, lengths_input], output, name=model_variant_name(settings))
 
 
+CELL_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def recurrent_layer_name(kind: str, cell: str, index: int) -> str:
+    """The saved model's name for recurrent layer ``index``: ``bilstm_0``, ``lstm_0``,
+    ``bigru_0``, ``rnn_1``..."""
+    return f"{'bi' if kind == 'bilstm' else ''}{cell}_{index}"
+
+
 def _recurrent_layer(settings: ModelSettings, return_sequences: bool, index: int) -> keras.layers.Layer:
+    layer = getattr(keras.layers, CELL_LAYERS[settings.cell])
+    name = recurrent_layer_name(settings.kind, settings.cell, index)
     if settings.kind == "bilstm":
         return keras.layers.Bidirectional(
-            keras.layers.LSTM(settings.units, return_sequences=return_sequences),
-            merge_mode=settings.merge,
-            name=f"bilstm_{index}",
+            layer(settings.units, return_sequences=return_sequences), merge_mode=settings.merge, name=name
         )
-    return keras.layers.LSTM(
-        settings.units,
-        return_sequences=return_sequences,
-        go_backwards=settings.direction != "forward",
-        name=f"lstm_{index}",
+    return layer(
+        settings.units, return_sequences=return_sequences, go_backwards=settings.direction != "forward", name=name
     )
 
 

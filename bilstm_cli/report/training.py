@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import Progress
@@ -21,7 +23,7 @@ class EpochReporter:
     logged epoch is always shown, so a run that stops early ends with its last row.
     """
 
-    COLUMNS = ("epoch", "loss", "accuracy", "val loss", "val accuracy", "elapsed")
+    COLUMNS = ("epoch", "loss", "accuracy", "val loss", "val accuracy", "lr", "elapsed")
     PLAIN_COLUMNS = (*COLUMNS, "eta")
 
     def __init__(self, total_epochs: int, mode: str, console: Console | None = None, title: str = ""):
@@ -85,6 +87,7 @@ class EpochReporter:
             number(record.accuracy),
             number(record.val_loss),
             number(record.val_accuracy),
+            _rate(record.learning_rate),
             seconds(record.elapsed),
         )
         if self.mode == "rich" and self._table is not None:
@@ -110,3 +113,8 @@ class EpochReporter:
                 self._progress.update(self._task, visible=False)
             self._live.stop()
             self._live = None
+
+
+def _rate(value: float) -> str:
+    """A learning rate in 3 significant digits (``0.003``, ``0.000375``, ``1.5e-05``)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.3g}"

@@ -10,7 +10,7 @@ One directory of event files is one run in TensorBoard. Scalars, step = epoch:
 
     loss, accuracy               every epoch (training, as in history.csv)
     val_loss, val_accuracy       at logged epochs (where history.csv has them)
-    learning_rate                at logged epochs
+    learning_rate                at logged epochs (the history's, where it has one)
     config (text)                the resolved config as YAML, at step 0
 
 tensorboardX writes from a background thread; only :meth:`EventLog.close` guarantees that
@@ -81,7 +81,7 @@ class EventLog:
                 if _present(value):
                     self._writer.add_scalar(tag, float(value), epoch)
             if _present(history["val_loss"][index]):
-                self._writer.add_scalar(LEARNING_RATE, self.learning_rate, epoch)
+                self._writer.add_scalar(LEARNING_RATE, _rate(history, index, self.learning_rate), epoch)
             self.written_epochs = epoch
 
     def close(self) -> None:
@@ -126,10 +126,17 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
                 if _present(history[tag][index])
             ]
             if _present(history["val_loss"][index]):
-                values.append(Summary.Value(tag=LEARNING_RATE, simple_value=float(learning_rate)))
+                values.append(Summary.Value(tag=LEARNING_RATE, simple_value=_rate(history, index, learning_rate)))
             writer.write_event(Event(wall_time=now, step=int(epoch), summary=Summary(value=values)))
     finally:
         writer.close()
+
+
+def _rate(history: dict[str, Sequence[Any]], index: int, configured: float) -> float:
+    """The epoch's learning rate from the history (schedules change it), else the configured one."""
+    rates = history.get("learning_rate")
+    value = rates[index] if rates is not None and index < len(rates) else None
+    return float(value) if _present(value) else float(configured)
 
 
 def _present(value: Any) -> bool:
