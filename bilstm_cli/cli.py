@@ -387,7 +387,10 @@ def export(target, fmt, output, force, as_json, quiet):
     """
     from .report.console import emit_json
 
-    run_export = load_command("export", "tensorflow")  # export always runs on TensorFlow
+    # not through load_command: export checks its target and output first (a mistake is reported
+    # at once, in any process), then selects TensorFlow itself, whichever backend trained the model
+    from .commands.export import run_export
+
     result = run_export(target, output, fmt, force)
     if as_json:
         emit_json(
