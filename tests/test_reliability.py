@@ -16,7 +16,7 @@ import pytest
 from bilstm_cli.errors import UsageError
 from bilstm_cli.fileio import atomic
 from bilstm_cli.runs.checkpoint import load_checkpoint
-from bilstm_cli.runs.directory import MARKER, prepare_run_directory
+from bilstm_cli.runs.directory import MARKER, prepare_run_directory, release_run_directories
 
 from .conftest import assert_clean_error, run_bilstm, tiny_flags
 from .tensorboard_events import assert_events_match_history
@@ -239,6 +239,7 @@ def test_one_of_many_claims_on_a_run_directory_wins(tmp_path):
             worker.start()
         for worker in workers:
             worker.join()
+        release_run_directories()
         assert outcomes.count("won") == 1, outcomes
         assert all("already exists" in outcome for outcome in outcomes if outcome != "won"), outcomes
         assert [p.name for p in path.iterdir()] == [MARKER]
@@ -260,7 +261,9 @@ def test_force_replaces_only_a_bilstm_directory(tmp_path):
     (run / "model.keras").write_bytes(b"previous run")
     with pytest.raises(UsageError, match="already exists"):
         prepare_run_directory(run, overwrite=False)
+    release_run_directories()  # the end of the first "process"
     prepare_run_directory(run, overwrite=True)
+    release_run_directories()
     assert [p.name for p in run.iterdir()] == [MARKER]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the previous run, set aside, is gone
     (tmp_path / "mine").mkdir()
@@ -294,3 +297,28 @@ def test_atomic_write_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path
         ("replace", "config.yaml"),
         ("fsync", "folder", tmp_path.stat().st_ino),
     ]
+
+
+def test_a_run_directory_is_held_by_its_process_until_it_ends(tmp_path, tiny):
+    """While a run trains, `--force`, `--resume` and `compare --force` on its directory exit 2
+    (before the backend loads), naming the holder's pid; the running run's files stay its own."""
+    run = tmp_path / "run"
+    first = start("train", *tiny(epochs=10**6, log_every=1000), "--out", run)
+    try:
+        for raw in first.stderr:  # its "training ... -> DIR" line comes after the claim
+            if raw.decode().startswith("training"):
+                break
+        refused = [
+            run_bilstm("train", *tiny(units=8), "--out", run, "--force"),
+            run_bilstm("train", "--resume", run),
+            run_bilstm("compare", *tiny(), "--variants", "lstm", "--repeats", "2", "--out", run, "--force"),
+        ]
+        for result in refused:
+            assert_clean_error(result, 2, str(run), "in use", f"pid {first.pid}")
+        assert first.poll() is None
+        assert "units: 6" in (run / "config.yaml").read_text()
+    finally:
+        first.kill()
+        first.wait()
+    # the lock died with the process
+    assert run_bilstm("train", *tiny(epochs=2), "--out", run, "--force", "--quiet").returncode == 0

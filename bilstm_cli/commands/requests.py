@@ -50,6 +50,7 @@ def train_request(
     ``flags`` are the shared model/training flags by name (``merge``, ``epochs``, ``device``...).
     With ``resume``, options that would change the experiment are refused (exit 2).
     """
+    _check_not_in_use(resume or out)
     if not resume:
         return resolve(
             config_file,
@@ -107,6 +108,7 @@ def compare_request(
         "compare.executor": options.get("executor"),
         **{f"compare.{name}": options.get(name) for name in RAY_OPTIONS},
     }
+    _check_not_in_use(resume or options.get("out"))
     if resume:
         from ..runs.directory import load_saved_config
 
@@ -147,6 +149,17 @@ def compare_request(
     )
     datasets = comparison_datasets(config, options.get("data_paths", ()))
     return config, variants, datasets
+
+
+def _check_not_in_use(path: str | None) -> None:
+    """A directory another process runs in is refused now, in a fraction of a second, rather
+    than after the backend has loaded (the claim itself comes later and decides for certain)."""
+    if path:
+        from pathlib import Path
+
+        from ..runs.directory import check_not_in_use
+
+        check_not_in_use(Path(path))
 
 
 def _flag(name: str) -> str:

@@ -49,12 +49,23 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         reporter: receives progress and logged rows (the CLI renders them).
         out: explicit run directory; default ``output.root/output.name``.
         resume: a run directory with a checkpoint to continue (its saved config is used).
+
+    The run directory is locked from its claim to the end: no other process can train in it,
+    replace it (``--force``) or resume it meanwhile.
     """
+    try:
+        return _train(config, reporter, out, resume)
+    finally:
+        directory.release_run_directories()
+
+
+def _train(config: Config, reporter: Reporter, out: str | None, resume: str | None) -> TrainResult:
     started = time.perf_counter()
     backend.select(config.train.backend)
     checkpoint_state, checkpoint_meta, best_state = None, None, None
     if resume is not None:
         run_dir = Path(resume)
+        directory.hold_run_directory(run_dir)
         checkpoint_state, checkpoint_meta, best_state = load_checkpoint_with_best(run_dir)
         if checkpoint_meta.get("finished"):
             raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
