@@ -322,3 +322,22 @@ def test_a_run_directory_is_held_by_its_process_until_it_ends(tmp_path, tiny):
         first.wait()
     # the lock died with the process
     assert run_bilstm("train", *tiny(epochs=2), "--out", run, "--force", "--quiet").returncode == 0
+
+
+def test_resume_writes_the_outputs_of_a_run_stopped_after_its_last_checkpoint(cli, tmp_path, tiny):
+    """A run killed between its finished checkpoint and its model/metrics: --resume writes them
+    (the same model as the run would have saved), then evaluate works; a second resume refuses."""
+    run = tmp_path / "run"
+    assert cli("train", *tiny(epochs=6, log_every=3), "--out", run, "--quiet").exit_code == 0
+    before = json.loads((run / "metrics.json").read_text())
+    for name in ("model.keras", "metrics.json", "history.png"):
+        (run / name).unlink()
+    assert_clean_error(cli("evaluate", run), 1, "resume")
+
+    resumed = cli("train", "--resume", run, "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["final"] == before["final"] and after["epochs_run"] == before["epochs_run"] == 6
+    assert (run / "model.keras").exists() and (run / "history.png").exists()
+    assert cli("evaluate", run, "--samples", "8", "--show", "0").exit_code == 0
+    assert_clean_error(cli("train", "--resume", run), 2, "already finished")
