@@ -20,7 +20,7 @@ from . import __version__
 from .commands.requests import compare_request, resolve, train_request
 from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
 from .options import (
     backend_option,
@@ -67,6 +67,10 @@ class BilstmGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for people
             if debug:
                 traceback.print_exc()
+            known = os_error(exc)  # disk full: a message for people, not a bug report
+            if known is not None:
+                _print_error(str(known))
+                ctx.exit(known.exit_code)
             _print_error(f"internal error: {type(exc).__name__}: {exc}")
             if not debug:
                 click.echo("  run again with --debug for the traceback, and report it", err=True)

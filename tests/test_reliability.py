@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from bilstm_cli.errors import UsageError
+from bilstm_cli.errors import UsageError, os_error
 from bilstm_cli.fileio import atomic
 from bilstm_cli.runs.checkpoint import load_checkpoint
 from bilstm_cli.runs.directory import MARKER, prepare_run_directory, release_run_directories
@@ -341,3 +342,24 @@ def test_resume_writes_the_outputs_of_a_run_stopped_after_its_last_checkpoint(cl
     assert (run / "model.keras").exists() and (run / "history.png").exists()
     assert cli("evaluate", run, "--samples", "8", "--show", "0").exit_code == 0
     assert_clean_error(cli("train", "--resume", run), 2, "already finished")
+
+
+def test_a_full_disk_is_a_message_for_people_not_an_internal_error():
+    """A real write to /dev/full (ENOSPC), and the translation of a wrapped one that names a file."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "wb") as full:
+        result = run_bilstm("generate", "--samples", "5", stdout=full)
+    assert_clean_error(result, 1, "no space left on the device holding the output")
+    assert b"report it" not in result.stderr and b"internal" not in result.stderr
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/runs/x/.model.keras.1a2b.tmp.keras")
+        except OSError as cause:
+            raise ValueError("saving failed") from cause  # as libraries wrap it
+    except ValueError as wrapped:
+        translated = os_error(wrapped)
+    assert translated is not None and translated.exit_code == 1
+    assert translated.message == "no space left on the device holding /data/runs/x"
+    assert os_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None
