@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands.requests import compare_request, resolve, train_request
+from .commands.requests import compare_request, require_files, resolve, train_request
 from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
@@ -143,6 +143,8 @@ def generate(config_file, assignments, samples, timesteps, threshold, task, seed
         {"data.timesteps": timesteps, "data.threshold": threshold, "data.task": task, "data.seed": seed},
     )
     result = run_generate(config, samples, output, fmt)
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
     if not quiet:
         target = "stdout" if result.path == "-" else result.path
         click.echo(
@@ -166,6 +168,7 @@ def config() -> None:
 def config_show(config_file, assignments, data_path, val_path, **flags):
     """Print the resolved config as YAML (valid input for --config)."""
     paths = {"data.train_path": data_path, "data.val_path": val_path}
+    require_files(paths.values())
     resolved = resolve(config_file, assignments, {**shared_flags(flags), **paths})
     click.echo(resolved.to_yaml(), nl=False)
 

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from bilstm_cli.compare.plan import check_file_names, slug
+from bilstm_cli.config.schema import DatasetSpec
 from bilstm_cli.data.generator import cumulative_sum_task
 from bilstm_cli.data.io import write_dataset
 
@@ -193,3 +195,12 @@ def test_model_flags_that_contradict_each_other_are_refused(cli):
     """`--merge sum --direction forward` used to train lstm-forward without a word."""
     for args in (["--merge", "sum", "--direction", "forward"], ["--kind", "lstm", "--merge", "sum"]):
         assert_clean_error(cli("train", *args, *TINY), 2, "contradict each other")
+
+
+def test_non_ascii_names_keep_distinct_file_names():
+    """Non-ASCII letters all become `_` in file names: a short hash of the name keeps them apart."""
+    names = ["数据", "表格", "données", "donnees"]
+    slugs = [slug(name) for name in names]
+    assert len(set(slugs)) == 4 and all(s and s.isascii() and "/" not in s for s in slugs), slugs
+    assert slug("bilstm-sum lr=0.003") == "bilstm-sum_lr=0.003"  # ASCII names keep their file names
+    check_file_names([DatasetSpec(name=name, train=f"{name}.csv") for name in names], [])

@@ -148,10 +148,10 @@ def _check_output(path: Path, fmt: str, force: bool) -> None:
         if not force:
             raise UsageError(f"{path} already exists", "pass --force to replace it, or choose another -o")
         if not _written_by_bilstm(description, fmt):
+            missing = f"has no {METADATA_NAME}" if fmt == "savedmodel" else f"has no description {description.name}"
             raise UsageError(
-                f"{path} was not written by bilstm export (no bilstm description {description.name} beside it); "
-                "refusing to replace it",
-                "choose another -o, or remove the file yourself",
+                f"{path} {missing}: not written by bilstm export; refusing to replace it",
+                "choose another -o, or remove it yourself",
             )
     elif fmt == "onnx" and description.exists() and not _written_by_bilstm(description, fmt):
         # the ONNX file is new, but its description would overwrite someone's file
