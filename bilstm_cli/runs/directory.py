@@ -153,10 +153,11 @@ def _holds_files(path: Path) -> bool:
 def _refuse_existing(path: Path, overwrite: bool) -> NoReturn:
     if overwrite and not (path / MARKER).exists():
         raise UsageError(f"{path} is not empty and was not made by bilstm; refusing to replace it")
-    pid = lock.holder(path / MARKER) if _busy(path) else None
-    if pid:
+    if _busy(path):
+        pid = lock.holder(path / MARKER)
         raise UsageError(
-            f"run directory {path} already exists and is in use by another bilstm process (pid {pid})",
+            f"run directory {path} already exists and is in use by another bilstm process "
+            f"({f'pid {pid}' if pid else 'starting'})",
             "wait for it to finish or stop it, or choose another directory with --out or --name",
         )
     raise UsageError(
