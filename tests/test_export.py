@@ -193,6 +193,7 @@ def test_missing_converter_is_a_usage_error_with_the_pip_command(cli, runs, tmp_
     assert not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.only_backend("tensorflow")  # in-process; the checks come before any backend work
 def test_force_replaces_only_an_export_bilstm_wrote(cli, runs, tmp_path):
     """--force never destroys a file bilstm did not write (nor the .json it would write beside it)."""
     mine = tmp_path / "mine.txt"
@@ -207,6 +208,7 @@ def test_force_replaces_only_an_export_bilstm_wrote(cli, runs, tmp_path):
     assert_clean_error(cli("export", runs / "per-step", "-o", tmp_path / "dir", "--force"), 2, "not written by")
 
 
+@pytest.mark.only_backend("tensorflow")  # in-process; the checks come before any backend work
 def test_export_to_a_folder_it_cannot_write_is_a_clean_error(cli, runs, tmp_path):
     if os.geteuid() == 0:  # root writes into read-only folders: a kernel file system refuses it new files
         folder = Path("/sys")

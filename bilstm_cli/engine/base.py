@@ -257,7 +257,7 @@ class Engine:
         return [array[row] for array, row in zip(self.state(), rows)]
 
     def set_copy_state(self, copy: int, values: Sequence[np.ndarray]) -> None:
-        arrays = self.state()
+        arrays = [np.array(array) for array in self.state()]  # writable copies (JAX's views are read-only)
         for array, row, value in zip(arrays, self._rows_of(copy), values):
             array[row] = value
         self.load_state(arrays)
