@@ -170,11 +170,11 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
 def _save_outputs(
     run_dir: Path, session: TrainingSession, result: FitResult, compile_seconds: float, started: float
 ) -> TrainResult:
-    """The finished run's model, metrics and plot (history.csv is already written)."""
+    """The finished run's model, metrics and plot (history.csv is written before the finished
+    checkpoint, so a run resumed to write these has it already)."""
     metrics = session.metrics(result, compile_seconds, time.perf_counter() - started)
     directory.save_model(run_dir, session.model_to_save())
     write_json(run_dir / directory.METRICS, metrics)
-    _write_history(run_dir, result.history)
     plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {session.seeds[0]})")
     return TrainResult(run_dir, metrics)
 
