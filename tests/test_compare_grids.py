@@ -88,6 +88,7 @@ def test_named_variants_and_grid_in_yaml_are_validated_before_anything_trains(cl
         (["--vary", "output.root=a,b"], ["output.root: cannot be varied"]),
         (["--vary", "train.learning_rate=0.001,1e-3"], ["'bilstm-concat lr=0.001' and 'bilstm-concat lr=1e-3'"]),
         (["--modes", "sum", "--vary", "model.merge=mul"], ["variant 'bilstm-sum' sets it", "--modes"]),
+        (["--set", "compare.variants={a: {train.seed: 1}, b: {train.seed: 2}}"], ["variant 'a' sets train.seed"]),
     ],
 )
 def test_bad_grids_and_datasets_are_usage_errors(cli, tmp_path, args, needles):

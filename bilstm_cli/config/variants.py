@@ -186,8 +186,11 @@ def comparison_variants(
         raise UsageError(f"--vary {twice[0]} is given twice", f"give all its values once: --vary {twice[0]}=V1,V2,...")
     grid = {**config.compare.grid, **dict(varied)}
     for path in grid:
-        _check_variable(path)
+        _check_variable(path, f"--vary {path}")
     bases = base_variants(config, names, modes, grid)
+    for variant in bases:  # compare.variants as a mapping sets keys too
+        for path in variant.overrides:
+            _check_variable(path, f"variant {variant.name!r} sets {path}")
     variants = expand_grid(bases, grid)
     applied = [variant.apply(config) for variant in variants]  # a bad key or value fails here, naming the variant
     _check_grid_against_variants(grid, bases, config)
@@ -206,10 +209,10 @@ NOT_VARIABLE = {
 MODEL_VARIANT_KEYS = ("model.kind", "model.merge", "model.direction")
 
 
-def _check_variable(path: str) -> None:
+def _check_variable(path: str, where: str) -> None:
     reason = NOT_VARIABLE.get(path) or NOT_VARIABLE.get(path.split(".", 1)[0])
     if reason:
-        raise UsageError(f"--vary {path}: cannot be varied; {reason}")
+        raise UsageError(f"{where}: cannot be varied; {reason}")
 
 
 def _check_grid_against_variants(grid: dict[str, list[Any]], bases: list[Variant], config: Config) -> None:
