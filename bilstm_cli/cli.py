@@ -17,10 +17,10 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands.requests import compare_request, resolve, train_request
+from .commands.requests import compare_request, require_files, resolve, train_request
 from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
 from .options import (
     backend_option,
@@ -67,6 +67,10 @@ class BilstmGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for people
             if debug:
                 traceback.print_exc()
+            known = os_error(exc)  # disk full: a message for people, not a bug report
+            if known is not None:
+                _print_error(str(known))
+                ctx.exit(known.exit_code)
             _print_error(f"internal error: {type(exc).__name__}: {exc}")
             if not debug:
                 click.echo("  run again with --debug for the traceback, and report it", err=True)
@@ -139,6 +143,8 @@ def generate(config_file, assignments, samples, timesteps, threshold, task, seed
         {"data.timesteps": timesteps, "data.threshold": threshold, "data.task": task, "data.seed": seed},
     )
     result = run_generate(config, samples, output, fmt)
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
     if not quiet:
         target = "stdout" if result.path == "-" else result.path
         click.echo(
@@ -162,6 +168,7 @@ def config() -> None:
 def config_show(config_file, assignments, data_path, val_path, **flags):
     """Print the resolved config as YAML (valid input for --config)."""
     paths = {"data.train_path": data_path, "data.val_path": val_path}
+    require_files(paths.values())
     resolved = resolve(config_file, assignments, {**shared_flags(flags), **paths})
     click.echo(resolved.to_yaml(), nl=False)
 
@@ -385,11 +392,10 @@ def export(target, fmt, output, force, as_json, quiet):
     Runs on TensorFlow whichever backend trained the model, and checks the export against the
     model on random variable-length input before writing it.
     """
-    from .report.console import emit_json
-
     # not through load_command: export checks its target and output first (a mistake is reported
     # at once, in any process), then selects TensorFlow itself, whichever backend trained the model
     from .commands.export import run_export
+    from .report.console import emit_json
 
     result = run_export(target, output, fmt, force)
     if as_json:

@@ -7,6 +7,9 @@ Exit codes follow the project convention: 0 success, 1 failure while running,
 
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -70,3 +73,25 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     one-line message of ours; the exception's type name when it has no message."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0][:limit] if lines else type(error).__name__
+
+
+class NoSpace(BilstmError):
+    """A write failed because its file system is full (ENOSPC) or the user's quota is spent."""
+
+
+def os_error(error: BaseException) -> BilstmError | None:
+    """The project error for an OS error people fix themselves (disk full), found in ``error``
+    or in what it was raised from (libraries such as Keras wrap the OSError of a failed save);
+    None for anything else, which stays an internal error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            # the file is often a temporary one beside the real output: name its folder
+            where = (os.path.dirname(os.fspath(error.filename)) or ".") if error.filename else "the output"
+            return NoSpace(
+                f"no space left on the device holding {where}",
+                "free some space, or write somewhere else (--out, -o, output.root)",
+            )
+        error = error.__cause__ or error.__context__
+    return None

@@ -27,15 +27,22 @@ def cli():
 
 
 def run_bilstm(
-    *args: str, input: bytes | None = None, cwd: Path | None = None, env: dict | None = None, timeout: float = 600
+    *args: str,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+    stdout=subprocess.PIPE,
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m bilstm_cli ARGS`` as a real process (bytes in, bytes out)."""
+    """Run ``python -m bilstm_cli ARGS`` as a real process (bytes in, bytes out; ``stdout``: an
+    open file to send its output to instead)."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     environment.pop("BILSTM_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "bilstm_cli", *map(str, args)],
         input=input,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         cwd=cwd,
         env=environment,
         timeout=timeout,

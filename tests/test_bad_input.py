@@ -35,6 +35,7 @@ FILES = {
     "broken.jsonl": b'{"x": [0.1, 0.2], "y": [0, 1]}\n{"x": [0.1\n',
     "short-y.jsonl": b'{"x": [0.1, 0.2, 0.3], "y": [0, 1]}\n',
     "broken.npz": b"PK\x03\x04 this is not a zip archive",
+    "random.npz": bytes(range(256)) * 4,  # numpy would try it as a pickle and suggest allow_pickle
     "text-x.npz": npz_bytes(X=np.array([["a", "b"]]), y=np.zeros((1, 2), int)),
     "mismatch.npz": npz_bytes(X=np.zeros((3, 5, 1), np.float32), y=np.zeros((4, 5), int)),
     "latin1.csv": "sequence,step,x,y\n0,0,0.1,caf\xe9\n".encode("latin-1"),
@@ -61,7 +62,13 @@ CASES = [
     ("directory as data", ["train", "--data", "{d}", *TINY, "--out", "{o}"], 2, ["directory"], "{o}"),
     ("malformed csv", ["train", "--data", "{d}/bad-row.csv", *TINY, "--out", "{o}"], 1, ["malformed CSV"], "{o}"),
     ("non-numeric csv", ["train", "--data", "{d}/text-x.csv", *TINY, "--out", "{o}"], 1, ["line 3", "hello"], "{o}"),
-    ("nan in csv", ["train", "--data", "{d}/nan.csv", *TINY, "--out", "{o}"], 1, ["line 3"], "{o}"),
+    (
+        "nan in csv",
+        ["train", "--data", "{d}/nan.csv", *TINY, "--out", "{o}"],
+        1,
+        ["line 3", "holds NaN at row 2"],
+        "{o}",
+    ),
     ("inf in jsonl", ["train", "--data", "{d}/inf.jsonl", *TINY, "--out", "{o}"], 1, ["line 1", "finite"], "{o}"),
     (
         "negative label",
@@ -86,7 +93,8 @@ CASES = [
         ["2 labels", "3 steps"],
         "{o}",
     ),
-    ("malformed npz", ["train", "--data", "{d}/broken.npz", *TINY, "--out", "{o}"], 1, ["not a readable NPZ"], "{o}"),
+    ("malformed npz", ["train", "--data", "{d}/broken.npz", *TINY, "--out", "{o}"], 1, ["not a valid NPZ file"], "{o}"),
+    ("random-bytes npz", ["train", "--data", "{d}/random.npz", *TINY, "--out", "{o}"], 1, ["not a valid NPZ"], "{o}"),
     ("wrong dtype npz", ["train", "--data", "{d}/text-x.npz", *TINY, "--out", "{o}"], 1, ["must be numeric"], "{o}"),
     (
         "mismatched X/y npz",
@@ -189,6 +197,14 @@ CASES = [
     ("missing predict input", ["predict", "{run}", "{d}/nope.jsonl"], 2, ["not found"], None),
     ("evaluate zero samples", ["evaluate", "{run}", "--samples", "0"], 2, ["--samples"], None),
     ("compare resume without a comparison", ["compare", "--resume", "{d}/no-compare"], 2, ["config.yaml"], None),
+    (
+        "compare resume of a train run",
+        ["compare", "--resume", "{run}"],
+        2,
+        ["not a comparison", "train --resume"],
+        None,
+    ),
+    ("config show of a missing file", ["config", "show", "--data", "{d}/missing.npz"], 2, ["not found"], None),
     ("export without a run", ["export", "{d}/no-run", "-o", "{o}.onnx"], 2, ["no run directory"], "{o}.onnx"),
     ("export a file that is not a model", ["export", "{d}/fake.keras", "-o", "{o}"], 1, ["not a loadable"], "{o}"),
     ("export without -o", ["export", "{run}"], 2, ["missing option", "-o"], None),
@@ -236,6 +252,7 @@ def test_bad_input(files, tmp_path, args, code, needles, output):
     fill = {"d": str(folder), "o": str(tmp_path / "out"), "run": str(run)}
     result = CliRunner().invoke(main, [a.format(**fill) for a in args], catch_exceptions=False)
     assert_clean_error(result, code, *needles)
+    assert "allow_pickle" not in result.stderr
     if output is not None:
         assert not __import__("os").path.exists(output.format(**fill)), "partial output left behind"
     assert result.stdout == ""

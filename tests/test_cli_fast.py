@@ -128,3 +128,11 @@ def test_generate_into_an_unwritable_place_is_a_clear_error(cli, tmp_path):
     result = cli("generate", "--samples", "2", "-o", blocker / "x.csv")
     assert_clean_error(result, 1, "cannot write", "x.csv")
     assert blocker.read_text() == "not a folder"
+
+
+def test_generate_warns_when_every_label_is_the_same(cli, tmp_path):
+    """The sequence task's final label at the default threshold is (almost) always 1."""
+    result = cli("generate", "--task", "sequence", "--samples", "50", "--seed", "1", "-o", tmp_path / "a.csv")
+    assert result.exit_code == 0 and "warning: every label is 1" in result.stderr and "--threshold 0.5" in result.stderr
+    result = cli("generate", "--task", "sequence", "--threshold", "0.5", "--seed", "1", "-o", tmp_path / "b.csv")
+    assert result.exit_code == 0 and "warning" not in result.stderr

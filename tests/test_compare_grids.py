@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from bilstm_cli.compare.plan import check_file_names, slug
+from bilstm_cli.config.schema import DatasetSpec
 from bilstm_cli.data.generator import cumulative_sum_task
 from bilstm_cli.data.io import write_dataset
 
@@ -79,6 +81,14 @@ def test_named_variants_and_grid_in_yaml_are_validated_before_anything_trains(cl
         (["--vary", "model.unit=3,5"], ["unknown key 'model.unit'", "did you mean model.units"]),
         (["--vary", "model.merge=sum,max"], ["variant 'bilstm-concat merge=max'", "model.merge='max'"]),
         (["--data", "a.csv", "--data", "b/a.csv"], ["two datasets are called 'a'"]),
+        # grids that cannot be honoured (issue 19): each refused, not silently trained otherwise
+        (["--vary", "model.units=4,8", "--vary", "model.units=16"], ["--vary model.units is given twice"]),
+        (["--vary", "train.seed=1,2"], ["train.seed: cannot be varied", "--repeats"]),
+        (["--vary", "compare.repeats=2,3"], ["compare.repeats: cannot be varied"]),
+        (["--vary", "output.root=a,b"], ["output.root: cannot be varied"]),
+        (["--vary", "train.learning_rate=0.001,1e-3"], ["'bilstm-concat lr=0.001' and 'bilstm-concat lr=1e-3'"]),
+        (["--modes", "sum", "--vary", "model.merge=mul"], ["variant 'bilstm-sum' sets it", "--modes"]),
+        (["--set", "compare.variants={a: {train.seed: 1}, b: {train.seed: 2}}"], ["variant 'a' sets train.seed"]),
     ],
 )
 def test_bad_grids_and_datasets_are_usage_errors(cli, tmp_path, args, needles):
@@ -180,3 +190,18 @@ def test_resume_with_grids_and_datasets_runs_only_what_is_missing(cli, tmp_path,
     assert "23 already done" in resumed.stderr and resumed.stderr.count(" repeat ") == 1
     assert without_timings(json.loads(resumed.stdout)["datasets"]) == without_timings(first["datasets"])
     assert missing.exists()
+
+
+def test_model_flags_that_contradict_each_other_are_refused(cli):
+    """`--merge sum --direction forward` used to train lstm-forward without a word."""
+    for args in (["--merge", "sum", "--direction", "forward"], ["--kind", "lstm", "--merge", "sum"]):
+        assert_clean_error(cli("train", *args, *TINY), 2, "contradict each other")
+
+
+def test_non_ascii_names_keep_distinct_file_names():
+    """Non-ASCII letters all become `_` in file names: a short hash of the name keeps them apart."""
+    names = ["数据", "表格", "données", "donnees"]
+    slugs = [slug(name) for name in names]
+    assert len(set(slugs)) == 4 and all(s and s.isascii() and "/" not in s for s in slugs), slugs
+    assert slug("bilstm-sum lr=0.003") == "bilstm-sum_lr=0.003"  # ASCII names keep their file names
+    check_file_names([DatasetSpec(name=name, train=f"{name}.csv") for name in names], [])

@@ -7,8 +7,11 @@ the JAX pass (models trained on JAX) in a subprocess, since this process's Keras
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -203,3 +206,43 @@ def test_gru_and_simple_rnn_models_export(runs, tmp_path, cell):
     x, lengths = padded(input_path.read_text(), 1)
     difference = largest_difference(onnx_outputs(output, x, lengths), predicted(run, input_path), lengths, True)
     assert difference <= TOLERANCE, difference
+
+
+@pytest.mark.only_backend("tensorflow")  # in-process; the checks come before any backend work
+def test_force_replaces_only_an_export_bilstm_wrote(cli, runs, tmp_path):
+    """--force never destroys a file bilstm did not write (nor the .json it would write beside it)."""
+    mine = tmp_path / "mine.txt"
+    mine.write_text("keep\n")
+    assert_clean_error(cli("export", runs / "per-step", "-o", mine, "--format", "onnx", "--force"), 2, "not written by")
+    assert mine.read_text() == "keep\n"
+    (tmp_path / "new.onnx.json").write_text("my notes\n")
+    assert_clean_error(cli("export", runs / "per-step", "-o", tmp_path / "new.onnx"), 2, "new.onnx.json")
+    assert (tmp_path / "new.onnx.json").read_text() == "my notes\n"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "bilstm.json").write_text("{}")
+    assert_clean_error(cli("export", runs / "per-step", "-o", tmp_path / "dir", "--force"), 2, "not written by")
+
+
+@pytest.mark.only_backend("tensorflow")  # in-process; the checks come before any backend work
+def test_export_to_a_folder_it_cannot_write_is_a_clean_error(cli, runs, tmp_path):
+    if os.geteuid() == 0:  # root writes into read-only folders: a kernel file system refuses it new files
+        folder = Path("/sys")
+        if not folder.is_dir():
+            pytest.skip("no read-only folder for root")
+    else:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+    for name in ("model.onnx", "saved"):
+        assert_clean_error(cli("export", runs / "per-step", "-o", folder / name), 2, f"cannot write to {folder}")
+
+
+def test_a_savedmodel_directory_has_normal_permissions(runs, tmp_path):
+    output = tmp_path / "saved"
+    assert export(runs / "per-step", "-o", output)[0] == 0
+    assert stat.S_IMODE(output.stat().st_mode) == 0o777 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -147,7 +147,7 @@ def test_jsonl_errors_name_the_line(tmp_path):
 
 
 def test_npz_errors(tmp_path):
-    bad(tmp_path, "d.npz", b"PK\x03\x04 definitely not a zip", "not a readable NPZ")
+    bad(tmp_path, "d.npz", b"PK\x03\x04 definitely not a zip", "not a valid NPZ file")
     buffer = io.BytesIO()
     np.savez(buffer, X=np.zeros((3, 4, 1)), y=np.zeros((2, 4)))
     bad(tmp_path, "d.npz", buffer.getvalue(), "y has shape (2, 4)", "3 sequences")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,10 +14,10 @@ import threading
 import numpy as np
 import pytest
 
-from bilstm_cli.errors import UsageError
+from bilstm_cli.errors import UsageError, os_error
 from bilstm_cli.fileio import atomic
 from bilstm_cli.runs.checkpoint import load_checkpoint
-from bilstm_cli.runs.directory import MARKER, prepare_run_directory
+from bilstm_cli.runs.directory import MARKER, prepare_run_directory, release_run_directories
 
 from .conftest import assert_clean_error, run_bilstm, tiny_flags
 from .tensorboard_events import assert_events_match_history
@@ -239,6 +240,7 @@ def test_one_of_many_claims_on_a_run_directory_wins(tmp_path):
             worker.start()
         for worker in workers:
             worker.join()
+        release_run_directories()
         assert outcomes.count("won") == 1, outcomes
         assert all("already exists" in outcome for outcome in outcomes if outcome != "won"), outcomes
         assert [p.name for p in path.iterdir()] == [MARKER]
@@ -260,7 +262,9 @@ def test_force_replaces_only_a_bilstm_directory(tmp_path):
     (run / "model.keras").write_bytes(b"previous run")
     with pytest.raises(UsageError, match="already exists"):
         prepare_run_directory(run, overwrite=False)
+    release_run_directories()  # the end of the first "process"
     prepare_run_directory(run, overwrite=True)
+    release_run_directories()
     assert [p.name for p in run.iterdir()] == [MARKER]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the previous run, set aside, is gone
     (tmp_path / "mine").mkdir()
@@ -294,3 +298,68 @@ def test_atomic_write_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path
         ("replace", "config.yaml"),
         ("fsync", "folder", tmp_path.stat().st_ino),
     ]
+
+
+def test_a_run_directory_is_held_by_its_process_until_it_ends(tmp_path, tiny):
+    """While a run trains, `--force`, `--resume` and `compare --force` on its directory exit 2
+    (before the backend loads), naming the holder's pid; the running run's files stay its own."""
+    run = tmp_path / "run"
+    first = start("train", *tiny(epochs=10**6, log_every=1000), "--out", run)
+    try:
+        for raw in first.stderr:  # its "training ... -> DIR" line comes after the claim
+            if raw.decode().startswith("training"):
+                break
+        refused = [
+            run_bilstm("train", *tiny(units=8), "--out", run, "--force"),
+            run_bilstm("train", "--resume", run),
+            run_bilstm("compare", *tiny(), "--variants", "lstm", "--repeats", "2", "--out", run, "--force"),
+        ]
+        for result in refused:
+            assert_clean_error(result, 2, str(run), "in use", f"pid {first.pid}")
+        assert first.poll() is None
+        assert "units: 6" in (run / "config.yaml").read_text()
+    finally:
+        first.kill()
+        first.wait()
+    # the lock died with the process
+    assert run_bilstm("train", *tiny(epochs=2), "--out", run, "--force", "--quiet").returncode == 0
+
+
+def test_resume_writes_the_outputs_of_a_run_stopped_after_its_last_checkpoint(cli, tmp_path, tiny):
+    """A run killed between its finished checkpoint and its model/metrics: --resume writes them
+    (the same model as the run would have saved), then evaluate works; a second resume refuses."""
+    run = tmp_path / "run"
+    assert cli("train", *tiny(epochs=6, log_every=3), "--out", run, "--quiet").exit_code == 0
+    before = json.loads((run / "metrics.json").read_text())
+    for name in ("model.keras", "metrics.json", "history.png"):
+        (run / name).unlink()
+    assert_clean_error(cli("evaluate", run), 1, "resume")
+
+    resumed = cli("train", "--resume", run, "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["final"] == before["final"] and after["epochs_run"] == before["epochs_run"] == 6
+    assert (run / "model.keras").exists() and (run / "history.png").exists()
+    assert cli("evaluate", run, "--samples", "8", "--show", "0").exit_code == 0
+    assert_clean_error(cli("train", "--resume", run), 2, "already finished")
+
+
+def test_a_full_disk_is_a_message_for_people_not_an_internal_error():
+    """A real write to /dev/full (ENOSPC), and the translation of a wrapped one that names a file."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "wb") as full:
+        result = run_bilstm("generate", "--samples", "5", stdout=full)
+    assert_clean_error(result, 1, "no space left on the device holding the output")
+    assert b"report it" not in result.stderr and b"internal" not in result.stderr
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/runs/x/.model.keras.1a2b.tmp.keras")
+        except OSError as cause:
+            raise ValueError("saving failed") from cause  # as libraries wrap it
+    except ValueError as wrapped:
+        translated = os_error(wrapped)
+    assert translated is not None and translated.exit_code == 1
+    assert translated.message == "no space left on the device holding /data/runs/x"
+    assert os_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None

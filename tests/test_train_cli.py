@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -225,3 +228,19 @@ def test_default_training_is_accurate(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["final"]["val_accuracy"] >= 0.98
     assert metrics["epochs_run"] == 3000 and metrics["timing"]["steps"] == 3000
+
+
+def test_a_reader_that_leaves_is_not_a_failure(trained_run):
+    """`bilstm evaluate RUN | head -1`: Rich's own broken-pipe handling exited 1."""
+    run, _ = trained_run
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bilstm_cli", "evaluate", str(run), "--samples", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    process.stdout.close()  # the reader is gone before the first write: every write fails
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, stderr
+    assert "Traceback" not in stderr and "error" not in stderr

@@ -82,7 +82,16 @@ def run_compare(
         datasets: the datasets to compare on (see :func:`~bilstm_cli.compare.plan.comparison_datasets`).
         out: output directory for a new comparison (default ``output.root/<timestamp>-compare``).
         resume: the directory of an interrupted comparison to finish.
+
+    The output directory is locked from its claim to the end (see :func:`run_train`).
     """
+    try:
+        return _compare(config, variants, reporter, datasets, out, resume)
+    finally:
+        directory.release_run_directories()
+
+
+def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult:
     started = time.perf_counter()
     backend.select(config.train.backend)
     stdin_data.require_data(config.data)  # a config whose data came from stdin would train on the generator
@@ -112,6 +121,7 @@ def run_compare(
                 atomic.write_text(out_dir / CONFIGS / slug(dataset) / f"{slug(variant)}.yaml", settings.to_yaml())
         else:
             out_dir = Path(resume)
+            directory.hold_run_directory(out_dir)
         (out_dir / RESULTS).mkdir(exist_ok=True)
 
         repeats = config.compare.repeats

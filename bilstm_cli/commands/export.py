@@ -137,17 +137,47 @@ def describe(loaded: LoadedModel, fmt: str) -> dict[str, Any]:
 
 
 def _check_output(path: Path, fmt: str, force: bool) -> None:
-    """Refuse to overwrite without --force, and with it anything that is not an earlier export."""
+    """Refuse to overwrite without --force, and with it anything that is not an earlier export;
+    refuse a folder we cannot write to. All before the slow part (loading, converting)."""
     if fmt == "onnx" and path.is_dir():
         raise UsageError(f"{path} is a directory; give a file name such as {path / 'model.onnx'}")
     if fmt == "savedmodel" and path.is_file():
         raise UsageError(f"{path} is a file; a SavedModel is a directory: give a new directory name")
-    if not (path.exists() or path.is_symlink()):
-        return
-    if not force:
-        raise UsageError(f"{path} already exists", "pass --force to replace it, or choose another -o")
-    if fmt == "savedmodel" and not metadata_path(path, fmt).exists():
-        raise UsageError(f"{path} has no {METADATA_NAME}: not written by bilstm export; refusing to replace it")
+    description = metadata_path(path, fmt)
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise UsageError(f"{path} already exists", "pass --force to replace it, or choose another -o")
+        if not _written_by_bilstm(description, fmt):
+            missing = f"has no {METADATA_NAME}" if fmt == "savedmodel" else f"has no description {description.name}"
+            raise UsageError(
+                f"{path} {missing}: not written by bilstm export; refusing to replace it",
+                "choose another -o, or remove it yourself",
+            )
+    elif fmt == "onnx" and description.exists() and not _written_by_bilstm(description, fmt):
+        # the ONNX file is new, but its description would overwrite someone's file
+        raise UsageError(f"{description} exists and was not written by bilstm export; refusing to replace it")
+    _check_writable(path.parent)
+
+
+def _written_by_bilstm(description: Path, fmt: str) -> bool:
+    """Whether ``description`` is the JSON file an earlier ``bilstm export`` of ``fmt`` wrote."""
+    try:
+        content = json.loads(description.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(content, dict) and "bilstm_version" in content and content.get("format") == fmt
+
+
+def _check_writable(folder: Path) -> None:
+    """Create the output's folder and a file in it now, rather than fail after the conversion."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to {folder}: {(exc.strerror or str(exc)).lower()}", "choose another folder with -o"
+        ) from None
 
 
 def _require(packages: tuple[str, ...], what: str) -> None:
@@ -205,7 +235,7 @@ def _write_savedmodel(loaded: LoadedModel, path: Path, metadata: dict, x, length
     tf = backend.tensorflow()
     model = loaded.model
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    staging = atomic.staging_directory(path)
     try:
         archive = backend.keras.export.ExportArchive()
         archive.track(model)

@@ -23,6 +23,7 @@ class GenerateResult:
     seed: int
     path: str
     fmt: str
+    warning: str | None = None
 
 
 def run_generate(config: Config, samples: int, output: str, fmt: str | None) -> GenerateResult:
@@ -41,4 +42,14 @@ def run_generate(config: Config, samples: int, output: str, fmt: str | None) -> 
         samples, data.timesteps, data.threshold, np.random.default_rng(seed), data.generated_task
     )
     used_format = write_dataset(dataset, output, fmt)
-    return GenerateResult(samples, data.timesteps, seed, output, used_format)
+    return GenerateResult(samples, data.timesteps, seed, output, used_format, _one_class(dataset.y, data))
+
+
+def _one_class(labels: np.ndarray, data) -> str | None:
+    """A warning when every label is the same: nothing to learn (e.g. the sequence task's final
+    label at the default threshold: a sum of T uniforms almost always passes T/4)."""
+    values = np.unique(labels)
+    if len(values) > 1 or labels.size < 20:
+        return None
+    hint = " (for --task sequence, --threshold 0.5 gives both classes about equally)" if labels.ndim == 1 else ""
+    return f"every label is {int(values[0])} at --threshold {data.threshold:g}: a model has nothing to learn{hint}"

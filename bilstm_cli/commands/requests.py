@@ -50,6 +50,7 @@ def train_request(
     ``flags`` are the shared model/training flags by name (``merge``, ``epochs``, ``device``...).
     With ``resume``, options that would change the experiment are refused (exit 2).
     """
+    _check_not_in_use(resume or out)
     if not resume:
         return resolve(
             config_file,
@@ -107,6 +108,7 @@ def compare_request(
         "compare.executor": options.get("executor"),
         **{f"compare.{name}": options.get(name) for name in RAY_OPTIONS},
     }
+    _check_not_in_use(resume or options.get("out"))
     if resume:
         from ..runs.directory import load_saved_config
 
@@ -119,6 +121,7 @@ def compare_request(
                 **{_flag(key): options.get(key) for key in COMPARE_EXPERIMENT_OPTIONS},
             },
         )
+        _require_comparison(resume)
         config = load_saved_config(resume, run_time)
     else:
         flags = {
@@ -147,6 +150,42 @@ def compare_request(
     )
     datasets = comparison_datasets(config, options.get("data_paths", ()))
     return config, variants, datasets
+
+
+def require_files(paths) -> None:
+    """Refuse (exit 2) a data file that does not exist, where nothing else would read it."""
+    from pathlib import Path
+
+    for path in paths:
+        if path and path != "-" and not Path(path).is_file():
+            raise UsageError(f"data file not found: {path}", "give an existing dataset file")
+
+
+def _check_not_in_use(path: str | None) -> None:
+    """A directory another process runs in is refused now, in a fraction of a second, rather
+    than after the backend has loaded (the claim itself comes later and decides for certain)."""
+    if path:
+        from pathlib import Path
+
+        from ..runs.directory import check_not_in_use
+
+        check_not_in_use(Path(path))
+
+
+def _require_comparison(path: str) -> None:
+    """``compare --resume`` on a train run would read its config as a comparison's and write
+    comparison files into it: refuse (a comparison directory has ``configs/``)."""
+    from pathlib import Path
+
+    from ..compare.plan import CONFIGS
+    from ..runs.directory import CHECKPOINT, DATA_SPEC
+
+    folder = Path(path)
+    if not (folder / CONFIGS).is_dir() and any((folder / name).exists() for name in (CHECKPOINT, DATA_SPEC)):
+        raise UsageError(
+            f"{path} is a bilstm train run, not a comparison: compare --resume cannot finish it",
+            f"resume it with: bilstm train --resume {path}",
+        )
 
 
 def _flag(name: str) -> str:

@@ -16,7 +16,7 @@ from ..data.formats import STDIN, source_label
 from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
-from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, NonFiniteLoss, PlateauState
+from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, FitResult, NonFiniteLoss, PlateauState
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
 from ..fileio.files import write_csv, write_json
@@ -49,14 +49,27 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         reporter: receives progress and logged rows (the CLI renders them).
         out: explicit run directory; default ``output.root/output.name``.
         resume: a run directory with a checkpoint to continue (its saved config is used).
+
+    The run directory is locked from its claim to the end: no other process can train in it,
+    replace it (``--force``) or resume it meanwhile.
     """
+    try:
+        return _train(config, reporter, out, resume)
+    finally:
+        directory.release_run_directories()
+
+
+def _train(config: Config, reporter: Reporter, out: str | None, resume: str | None) -> TrainResult:
     started = time.perf_counter()
     backend.select(config.train.backend)
     checkpoint_state, checkpoint_meta, best_state = None, None, None
     if resume is not None:
         run_dir = Path(resume)
+        directory.hold_run_directory(run_dir)
         checkpoint_state, checkpoint_meta, best_state = load_checkpoint_with_best(run_dir)
-        if checkpoint_meta.get("finished"):
+        # a run stopped (Ctrl-C, SIGKILL) between its last checkpoint and its outputs: write them now
+        finishing = bool(checkpoint_meta.get("finished"))
+        if finishing and all((run_dir / name).exists() for name in (directory.MODEL, directory.METRICS)):
             raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
     else:
         config = recordable(config)
@@ -90,6 +103,13 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
         start_epoch = int(checkpoint_meta["epoch"])
         progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
         progress.plateau = PlateauState.from_meta(checkpoint_meta.get("plateau"))
+        if finishing:
+            # the finished checkpoint holds the final weights (early stopping's best already restored)
+            reporter.message(f"{run_dir} finished at epoch {start_epoch}; writing its missing model and metrics")
+            stopped = "early-stopping" if start_epoch < config.train.epochs else None
+            elapsed = progress.history.elapsed[-1] if progress.history.elapsed else 0.0
+            result = FitResult(progress.history, start_epoch, stopped, progress.stopping.best_epoch, elapsed)
+            return _save_outputs(run_dir, session, result, compile_seconds, started)
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
     history, stopping = progress.history, progress.stopping
 
@@ -147,10 +167,18 @@ def run_train(config: Config, reporter: Reporter, out: str | None = None, resume
             f"resume with: bilstm train --resume {run_dir}",
         )
     checkpoint(result.epochs_run, result.history, finished=True)
+    return _save_outputs(run_dir, session, result, compile_seconds, started)
+
+
+def _save_outputs(
+    run_dir: Path, session: TrainingSession, result: FitResult, compile_seconds: float, started: float
+) -> TrainResult:
+    """The finished run's model, metrics and plot (history.csv is written before the finished
+    checkpoint, so a run resumed to write these has it already)."""
     metrics = session.metrics(result, compile_seconds, time.perf_counter() - started)
     directory.save_model(run_dir, session.model_to_save())
     write_json(run_dir / directory.METRICS, metrics)
-    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {seed})")
+    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {session.seeds[0]})")
     return TrainResult(run_dir, metrics)
 
 

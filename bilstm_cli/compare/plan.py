@@ -12,6 +12,7 @@ with one compiled engine, so a grid over learning rates or epochs compiles once 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,10 @@ def jobs_to_run(jobs: list[Job], missing: dict[tuple[str, str], list[int]]) -> l
 def slug(name: str) -> str:
     """A file-name-safe form of a dataset or variant name (``bilstm-sum lr=0.003`` ->
     ``bilstm-sum_lr=0.003``)."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "_"
+    safe = re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "_"
+    if not name.isascii():  # non-ASCII letters all become "_": a short hash keeps such names apart
+        safe = f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}".lstrip("_-")
+    return safe
 
 
 def check_file_names(datasets: list[DatasetSpec], variants: list[Variant]) -> None:

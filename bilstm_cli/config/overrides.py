@@ -33,6 +33,16 @@ def model_flags(
     cell: str | None = None,
 ) -> dict[str, Any]:
     """Dedicated model flags as config paths; ``--merge`` / ``--direction`` imply the kind."""
+    # each flag implies a kind: two that disagree would silently train only one of them
+    implied = [(f"--merge {merge}", "bilstm")] if merge is not None else []
+    implied += [(f"--direction {direction}", "lstm")] if direction is not None else []
+    implied += [(f"--kind {kind}", kind)] if kind is not None else []
+    if len({wanted for _, wanted in implied}) > 1:
+        raise UsageError(
+            f"{' and '.join(flag for flag, _ in implied)} contradict each other: "
+            "--merge is for a BiLSTM, --direction for a one-way LSTM",
+            "give --merge for a BiLSTM or --direction for an LSTM, not both",
+        )
     flags: dict[str, Any] = {
         "model.units": units,
         "model.layers": layers,

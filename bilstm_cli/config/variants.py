@@ -181,11 +181,65 @@ def comparison_variants(
         names, modes: ``--variants`` and ``--modes``.
         vary: ``--vary KEY=V1,V2`` options; they add to (and override keys of) ``compare.grid``.
     """
-    grid = {**config.compare.grid, **dict(parse_vary(option) for option in vary)}
-    variants = expand_grid(base_variants(config, names, modes, grid), grid)
-    for variant in variants:
-        variant.apply(config)  # a bad key or value fails here, naming the variant
+    varied = [parse_vary(option) for option in vary]
+    keys = [path for path, _ in varied]
+    twice = sorted({path for path in keys if keys.count(path) > 1})
+    if twice:
+        raise UsageError(f"--vary {twice[0]} is given twice", f"give all its values once: --vary {twice[0]}=V1,V2,...")
+    grid = {**config.compare.grid, **dict(varied)}
+    for path in grid:
+        _check_variable(path, f"--vary {path}")
+    bases = base_variants(config, names, modes, grid)
+    for variant in bases:  # compare.variants as a mapping sets keys too
+        for path in variant.overrides:
+            _check_variable(path, f"variant {variant.name!r} sets {path}")
+    variants = expand_grid(bases, grid)
+    applied = [variant.apply(config) for variant in variants]  # a bad key or value fails here, naming the variant
+    _check_grid_against_variants(grid, bases, config)
+    _refuse_identical(variants, applied)
     return variants
+
+
+# keys a grid cannot vary: each run's value comes from elsewhere, or the key is not the run's
+NOT_VARIABLE = {
+    "train.seed": "seeds come from --seed and --repeats (repeat r trains with seed + r, the same for every variant)",
+    "train.backend": "a comparison trains every variant on one backend (--backend)",
+    "compare": "compare.* settings are the comparison's own, the same for every variant",
+    "output": "output.* settings say where results go, the same for every variant",
+}
+# keys that make a model variant (its name): compared with --variants / --modes, not a grid
+MODEL_VARIANT_KEYS = ("model.kind", "model.merge", "model.direction")
+
+
+def _check_variable(path: str, where: str) -> None:
+    reason = NOT_VARIABLE.get(path) or NOT_VARIABLE.get(path.split(".", 1)[0])
+    if reason:
+        raise UsageError(f"{where}: cannot be varied; {reason}")
+
+
+def _check_grid_against_variants(grid: dict[str, list[Any]], bases: list[Variant], config: Config) -> None:
+    """A grid key that a variant sets (or that names it) would train under a wrong name."""
+    for path in grid:
+        setters = [variant.name for variant in bases if path in variant.overrides]
+        if setters or path in MODEL_VARIANT_KEYS:
+            owner = f"variant {setters[0]!r} sets it" if setters else f"it decides the variant ({bases[0].name})"
+            raise UsageError(
+                f"--vary {path}: {owner}, so its variants would train under wrong names",
+                "compare model variants with --variants or --modes (e.g. --modes sum,mul), and vary other keys",
+            )
+
+
+def _refuse_identical(variants: list[Variant], applied: list[Config]) -> None:
+    """Two variants whose runs are the same (e.g. learning_rate=0.001,1e-3) compare nothing."""
+    seen: dict[str, str] = {}
+    for variant, settings in zip(variants, applied):
+        key = yaml.safe_dump([settings.model.model_dump(), settings.train.model_dump(), settings.data.model_dump()])
+        if key in seen:
+            raise UsageError(
+                f"variants {seen[key]!r} and {variant.name!r} train the same runs (their settings are equal)",
+                "give each value once",
+            )
+        seen[key] = variant.name
 
 
 def recorded_variants(variants: list[Variant]) -> list[str] | dict[str, dict[str, Any]]:

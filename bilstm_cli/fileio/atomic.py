@@ -82,6 +82,15 @@ def fsync_directory(path: str | Path) -> None:
         os.close(descriptor)
 
 
+def staging_directory(target: str | Path) -> Path:
+    """A new hidden folder beside ``target`` to build it in (then :func:`replace_directory`),
+    with the permissions a plain ``mkdir`` gives (``mkdtemp`` makes it owner-only)."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_UMASK)
+    return staging
+
+
 def replace_directory(staging: str | Path, target: str | Path) -> None:
     """Put the finished folder ``staging`` under the name ``target`` (same parent folder).
 

@@ -22,9 +22,15 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here; the reader leaving (`| head`) is not our failure: cli.py exits 0
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
     # tables are this stream's product: in a pipe or file, do not squeeze them to 80 columns
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    return _StdoutConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def number(value: float | None, digits: int = 4) -> str:

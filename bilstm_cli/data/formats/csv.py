@@ -13,6 +13,9 @@ from ...errors import DataError
 from ..dataset import SEQUENCE, Dataset
 from ..labels import MAX_LABEL, encode_labels, label_values, valid_class_numbers
 
+# labels that mean "missing" (pandas' own words for it): refused rather than read as a class name
+MISSING_WORDS = {"nan", "-nan", "na", "n/a", "#n/a", "#na", "null", "none", "<na>"}
+
 
 def read(text: str, where: str, task: str | None) -> Dataset:
     import pandas as pd  # imported here: pandas costs ~0.5 s of start-up
@@ -21,7 +24,11 @@ def read(text: str, where: str, task: str | None) -> Dataset:
         with warnings.catch_warnings():
             # index_col=False: a row with extra fields is an error, not a silent index column
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
+            # only an empty cell is missing: pandas would also read `nan`, `NA`, `null`... as missing,
+            # and the message would call a cell that holds NaN "empty"
+            frame = pd.read_csv(
+                io.StringIO(text), skipinitialspace=True, index_col=False, keep_default_na=False, na_values=[""]
+            )
     except pd.errors.ParserWarning:
         line, fields, expected = _first_ragged_row(text)
         raise DataError(f"{where}, line {line}: {fields} fields, but the header has {expected}") from None
@@ -44,22 +51,26 @@ def read(text: str, where: str, task: str | None) -> Dataset:
 
     numeric = {}
     for column in ["step", *feature_columns]:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & ~frame[column].isna() | frame[column].isna()
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        is_nan = raw.astype(str).str.strip().str.lower().str.lstrip("+-") == "nan"  # NaN, a number to judge below
+        bad = raw.isna() | (values.isna() & ~is_nan)
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
-            shown = frame[column].iloc[row]
+            shown = raw.iloc[row]
             problem = "is empty" if pd.isna(shown) else f"is not a number: {shown!r}"
-            raise DataError(f"{where}, line {row + 2}: column {column!r} {problem}")
+            raise DataError(f"{where}, line {row + 2}: column {column!r} {problem}", "remove or impute missing values")
         numeric[column] = values.to_numpy()
+    for column in ["step", *feature_columns]:
+        not_finite = ~np.isfinite(numeric[column].astype(np.float64))
+        if not_finite.any():
+            row = int(np.argmax(not_finite))
+            held = "NaN" if np.isnan(numeric[column][row]) else f"{numeric[column][row]}"
+            raise DataError(
+                f"{where}, line {row + 2}: column {column!r} holds {held} at row {row + 1}",
+                "remove or impute missing values",
+            )
     x_values = np.column_stack([numeric[c] for c in feature_columns]).astype(np.float64)
-    not_finite = ~np.isfinite(x_values)
-    if not_finite.any():
-        row, col = (int(i) for i in np.argwhere(not_finite)[0])
-        raise DataError(
-            f"{where}, line {row + 2}: column {feature_columns[col]!r} is {x_values[row, col]}",
-            "remove or impute missing values",
-        )
     steps = numeric["step"]
     if (steps != np.round(steps)).any():
         row = int(np.argmax(steps != np.round(steps)))
@@ -88,9 +99,12 @@ def read(text: str, where: str, task: str | None) -> Dataset:
     x[codes, expected_step] = x_values
     y, classes = None, None
     if "y" in columns:
-        missing = frame["y"].isna().to_numpy()
+        words = frame["y"].astype(str).str.strip()
+        missing = (frame["y"].isna() | words.str.lower().isin(MISSING_WORDS)).to_numpy()
         if missing.any():
-            raise DataError(f"{where}, line {int(np.argmax(missing)) + 2}: column 'y' is empty")
+            row = int(np.argmax(missing))
+            problem = "is empty" if pd.isna(frame["y"].iloc[row]) else f"holds a missing value ({words.iloc[row]!r})"
+            raise DataError(f"{where}, line {row + 2}: column 'y' {problem}")
         labels, classes = _encode_column(frame["y"], where)
         if task is None and _one_label_per_sequence(labels, codes, count):
             task = SEQUENCE  # auto: a label repeated on every step of its sequence is the sequence's label

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 
@@ -13,6 +14,13 @@ from ..labels import MAX_LABEL, encode_labels, valid_class_numbers
 
 
 def read(raw: bytes, where: str) -> Dataset:
+    # numpy tries anything that is not a zip archive as a pickle, and its error then suggests
+    # allow_pickle=True: exactly what not to do with a file one does not know
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise DataError(
+            f"{where}: not a valid NPZ file (an NPZ file is a zip archive of .npy arrays; this is not a zip archive)",
+            "write it with numpy.savez(path, X=..., y=...)",
+        )
     try:
         archive = np.load(io.BytesIO(raw), allow_pickle=False)
         contents = {key: archive[key] for key in archive.files}
