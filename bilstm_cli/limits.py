@@ -15,3 +15,6 @@ MAX_BATCH_BYTES = 4 * GIB
 MAX_GENERATED_BYTES = 8 * GIB
 # The arrays fed to one compiled training call (steps x batch x T x F floats, all runs together).
 MAX_CALL_BYTES = 64 * MIB
+# A dataset file's columns once decoded (Parquet: checked from its metadata before decoding,
+# so a small, highly compressed file cannot ask for all the memory there is).
+MAX_DECODED_BYTES = 8 * GIB

@@ -172,7 +172,10 @@ train_options = _stack(
 
 task_option = click.option("--task", type=click.Choice(TASKS), help="Labels per step or per sequence.")
 write_format_option = click.option(
-    "--format", "fmt", type=click.Choice(WRITABLE_FORMATS), help="Default: from -o's extension."
+    "--format",
+    "fmt",
+    type=click.Choice(WRITABLE_FORMATS),
+    help="Default: from -o's extension (.parquet: one row per sequence; parquet-long: one row per step).",
 )
 predict_format_option = click.option(
     "--format", "output_format", type=click.Choice(PREDICTION_FORMATS), default="csv", show_default=True

@@ -118,7 +118,7 @@ def test_generate_refuses_absurd_sizes_before_allocating(cli, tmp_path):
 def test_generate_bad_values(cli, tmp_path):
     assert_clean_error(cli("generate", "--samples", "0"), 2, "--samples")
     assert_clean_error(cli("generate", "--timesteps", "-1"), 2, "data.timesteps")
-    assert_clean_error(cli("generate", "-o", tmp_path / "x.parquet"), 2, "cannot tell the format")
+    assert_clean_error(cli("generate", "-o", tmp_path / "x.xlsx"), 2, "cannot tell the format")
     assert_clean_error(cli("generate", "-o", tmp_path), 2, "directory")
 
 

@@ -175,9 +175,9 @@ def test_missing_file_and_directory_are_usage_errors(tmp_path):
 
 
 def test_unknown_extension(tmp_path):
-    (tmp_path / "d.txt").write_text("x")
+    (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(UsageError, match="cannot tell the format"):
-        read_dataset(str(tmp_path / "d.txt"))
+        read_dataset(str(tmp_path / "d.xlsx"))
 
 
 def test_byte_order_mark_on_stdin_is_not_content():

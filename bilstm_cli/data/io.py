@@ -9,7 +9,19 @@ from typing import BinaryIO
 from ..errors import DataError, UsageError
 from ..fileio import atomic
 from .dataset import SEQUENCE, Dataset, check_values
-from .formats import STDIN, WRITABLE_FORMATS, csv, format_from_name, jsonl, npz, sniff_format, source_label, ts
+from .formats import (
+    BINARY_FORMATS,
+    STDIN,
+    WRITABLE_FORMATS,
+    csv,
+    format_from_name,
+    jsonl,
+    npz,
+    parquet,
+    sniff_format,
+    source_label,
+    ts,
+)
 
 
 def read_dataset(
@@ -35,6 +47,8 @@ def read_dataset(
     fmt = format_from_name(path, fmt) or sniff_format(raw[:64])
     if fmt == "npz":
         dataset = npz.read(raw, where)
+    elif fmt in ("parquet", "parquet-long"):
+        dataset = parquet.read(raw, where, task)
     elif fmt == "ts":
         dataset = ts.read(_decode(raw, where), where)
     elif fmt == "csv":
@@ -91,8 +105,10 @@ def write_dataset(dataset: Dataset, path: str, fmt: str | None = None, stdout: B
         raise UsageError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITABLE_FORMATS)}")
     if path == STDIN:
         stream = stdout if stdout is not None else sys.stdout.buffer
-        if fmt == "npz" and stream.isatty():
-            raise UsageError("refusing to write binary NPZ to a terminal", "use -o FILE.npz or pipe the output")
+        if fmt in BINARY_FORMATS and stream.isatty():
+            name, suffix = ("NPZ", "npz") if fmt == "npz" else ("Parquet", "parquet")
+            hint = f"use -o FILE.{suffix} or pipe the output"
+            raise UsageError(f"refusing to write binary {name} to a terminal", hint)
         stream.write(encode_dataset(dataset, fmt))
         stream.flush()
         return fmt
@@ -107,4 +123,6 @@ def write_dataset(dataset: Dataset, path: str, fmt: str | None = None, stdout: B
 
 def encode_dataset(dataset: Dataset, fmt: str) -> bytes:
     """The bytes of ``dataset`` in a writable format."""
-    return {"npz": npz.encode, "csv": csv.encode, "jsonl": jsonl.encode}[fmt](dataset)
+    if fmt == "parquet-long":
+        return parquet.encode(dataset, "long")
+    return {"npz": npz.encode, "csv": csv.encode, "jsonl": jsonl.encode, "parquet": parquet.encode}[fmt](dataset)

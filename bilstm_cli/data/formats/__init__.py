@@ -1,4 +1,4 @@
-"""Dataset files: NPZ, CSV (long form), JSONL and the UEA/UCR ``.ts`` format.
+"""Dataset files: NPZ, CSV (long form), JSONL, Parquet and the UEA/UCR ``.ts`` format.
 
 Formats (documented in the README):
 
@@ -9,6 +9,8 @@ Formats (documented in the README):
   ``sequence,step,x0,...,x{F-1},y``. Per-sequence labels repeat the label on every row.
 - JSONL: one sequence per line, ``{"x": [...], "y": [...]}``; ``x`` is a list of numbers
   (one feature) or of lists (F features), ``y`` a list (per step) or a single label.
+- Parquet (needs pyarrow): one row per sequence with list columns (as JSONL; ``parquet``) or
+  long form (as CSV; ``parquet-long``), see :mod:`bilstm_cli.data.formats.parquet`.
 - ``.ts``: read only, see :mod:`bilstm_cli.data.formats.ts`.
 
 Every reader validates and raises :class:`DataError` naming the file, the line or row, and
@@ -23,10 +25,12 @@ from pathlib import Path
 from ...errors import UsageError
 
 STDIN = "-"  # the file name that means standard input / output
-FORMATS = ("csv", "npz", "jsonl", "ts")
-WRITABLE_FORMATS = ("csv", "npz", "jsonl")
+FORMATS = ("csv", "npz", "jsonl", "ts", "parquet")
+# parquet-long: Parquet one row per step (reading tells the two Parquet layouts apart by the columns)
+WRITABLE_FORMATS = ("csv", "npz", "jsonl", "parquet", "parquet-long")
+BINARY_FORMATS = ("npz", "parquet", "parquet-long")  # never written to a terminal
 PREDICTION_FORMATS = ("csv", "jsonl")  # what predict writes
-_EXTENSIONS = {".csv": "csv", ".npz": "npz", ".jsonl": "jsonl", ".ndjson": "jsonl", ".ts": "ts"}
+_EXTENSIONS = {".csv": "csv", ".npz": "npz", ".jsonl": "jsonl", ".ndjson": "jsonl", ".ts": "ts", ".parquet": "parquet"}
 
 
 def source_label(path: str) -> str:
@@ -44,7 +48,7 @@ def format_from_name(path: str, explicit: str | None = None) -> str | None:
     if suffix not in _EXTENSIONS:
         raise UsageError(
             f"cannot tell the format of {path!r} from its extension",
-            f"use a name ending in .csv, .npz, .jsonl or .ts, or pass --format ({'|'.join(FORMATS)})",
+            f"use a name ending in .csv, .npz, .jsonl, .parquet or .ts, or pass --format ({'|'.join(FORMATS)})",
         )
     return _EXTENSIONS[suffix]
 
@@ -52,6 +56,8 @@ def format_from_name(path: str, explicit: str | None = None) -> str | None:
 def sniff_format(head: bytes) -> str:
     if head.startswith(b"PK\x03\x04"):
         return "npz"
+    if head.startswith(b"PAR1"):
+        return "parquet"
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte-order mark is not content
     if text.startswith(b"{"):
         return "jsonl"
