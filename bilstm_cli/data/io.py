@@ -13,6 +13,7 @@ from .formats import (
     BINARY_FORMATS,
     STDIN,
     WRITABLE_FORMATS,
+    arff,
     csv,
     format_from_name,
     jsonl,
@@ -21,6 +22,7 @@ from .formats import (
     sniff_format,
     source_label,
     ts,
+    ucr,
 )
 
 
@@ -44,13 +46,17 @@ def read_dataset(
     raw = _read_bytes(path, stdin)
     if not raw.strip():
         raise DataError(f"{where}: the input is empty", "give at least one sequence")
-    fmt = format_from_name(path, fmt) or sniff_format(raw[:64])
+    fmt = format_from_name(path, fmt) or sniff_format(raw[:4096])
     if fmt == "npz":
         dataset = npz.read(raw, where)
     elif fmt in ("parquet", "parquet-long"):
         dataset = parquet.read(raw, where, task)
     elif fmt == "ts":
         dataset = ts.read(_decode(raw, where), where)
+    elif fmt == "ucr":
+        dataset = ucr.read(_decode(raw, where), where)
+    elif fmt == "arff":
+        dataset = arff.read(_decode(raw, where), where)
     elif fmt == "csv":
         dataset = csv.read(_decode(raw, where), where, task)
     else:

@@ -1,4 +1,4 @@
-"""Dataset files: NPZ, CSV (long form), JSONL, Parquet and the UEA/UCR ``.ts`` format.
+"""Dataset files: NPZ, CSV (long form), JSONL, Parquet and the UEA/UCR archive's formats.
 
 Formats (documented in the README):
 
@@ -12,6 +12,10 @@ Formats (documented in the README):
 - Parquet (needs pyarrow): one row per sequence with list columns (as JSONL; ``parquet``) or
   long form (as CSV; ``parquet-long``), see :mod:`bilstm_cli.data.formats.parquet`.
 - ``.ts``: read only, see :mod:`bilstm_cli.data.formats.ts`.
+- UCR text (``ucr``): read only, ``.tsv`` and ``.txt`` files (the label, then the values, one
+  series per line), see :mod:`bilstm_cli.data.formats.ucr`.
+- ARFF (``arff``): read only, the archive's univariate and multivariate (relational) ``.arff``
+  files, see :mod:`bilstm_cli.data.formats.arff`.
 
 Every reader validates and raises :class:`DataError` naming the file, the line or row, and
 what is wrong. ``-`` means standard input / output. Reading and writing: :mod:`bilstm_cli.data.io`;
@@ -25,12 +29,22 @@ from pathlib import Path
 from ...errors import UsageError
 
 STDIN = "-"  # the file name that means standard input / output
-FORMATS = ("csv", "npz", "jsonl", "ts", "parquet")
+FORMATS = ("csv", "npz", "jsonl", "ts", "parquet", "ucr", "arff")
 # parquet-long: Parquet one row per step (reading tells the two Parquet layouts apart by the columns)
 WRITABLE_FORMATS = ("csv", "npz", "jsonl", "parquet", "parquet-long")
 BINARY_FORMATS = ("npz", "parquet", "parquet-long")  # never written to a terminal
 PREDICTION_FORMATS = ("csv", "jsonl")  # what predict writes
-_EXTENSIONS = {".csv": "csv", ".npz": "npz", ".jsonl": "jsonl", ".ndjson": "jsonl", ".ts": "ts", ".parquet": "parquet"}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".npz": "npz",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".ts": "ts",
+    ".parquet": "parquet",
+    ".tsv": "ucr",  # the UCR archive's files; a .tsv that is not one is refused with a hint (ucr.HINT)
+    ".txt": "ucr",
+    ".arff": "arff",
+}
 
 
 def source_label(path: str) -> str:
@@ -48,7 +62,8 @@ def format_from_name(path: str, explicit: str | None = None) -> str | None:
     if suffix not in _EXTENSIONS:
         raise UsageError(
             f"cannot tell the format of {path!r} from its extension",
-            f"use a name ending in .csv, .npz, .jsonl, .parquet or .ts, or pass --format ({'|'.join(FORMATS)})",
+            "use a name ending in .csv, .npz, .jsonl, .parquet, .ts, .tsv, .txt or .arff, "
+            f"or pass --format ({'|'.join(FORMATS)})",
         )
     return _EXTENSIONS[suffix]
 
@@ -62,5 +77,24 @@ def sniff_format(head: bytes) -> str:
     if text.startswith(b"{"):
         return "jsonl"
     if text.startswith((b"@", b"#", b"%")):
+        # both archive formats start with comments and '@' lines: ARFF's first is @relation
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith((b"#", b"%")):
+                return "arff" if line.lower().startswith(b"@relation") else "ts"
         return "ts"
+    if _all_numbers(text.split(b"\n", 1)[0]):
+        return "ucr"  # a first line of numbers only: a label and values (CSV starts with its header)
     return "csv"
+
+
+def _all_numbers(line: bytes) -> bool:
+    fields = line.split(b",") if b"," in line else line.split()
+    if len(fields) < 2:
+        return False
+    for field in fields[:-1]:  # the last may be cut off where the head ends
+        try:
+            float(field)
+        except ValueError:
+            return False
+    return True
