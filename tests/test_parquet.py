@@ -107,6 +107,9 @@ def test_rows_layout_errors(tmp_path):
     bad(tmp_path, {"x": [[0.1], [0.2]], "y": [0.0, 0.5]}, "row 1", "0.5", "not a class number")
     bad(tmp_path, {"x": [[0.1, 0.2], [0.3]], "y": [[0, 1], [-4]]}, "row 1", "-4", "not a class number")
     bad(tmp_path, {"x": [[0.1]], "y": [0], "weight": [1.0]}, "unexpected column 'weight'")
+    bad(tmp_path, {"x": [[0.1], [0.2]], "y": ["a", " "]}, "row 1", "empty string")
+    bad(tmp_path, {"x": [[0.1, 0.2], [0.3]], "y": [["a", "b"], [""]]}, "row 1", "empty string")
+    bad(tmp_path, {"x": [[0.1]], "y": [0], "sequence": [0.5]}, "column 'sequence' holds double")
     bad(tmp_path, {"x": [[0.1, 0.2]], "y": [1]}, "one per sequence", task="per-step")
 
 

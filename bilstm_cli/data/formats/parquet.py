@@ -148,11 +148,26 @@ def _labels(pa, column, where: str, rows=None) -> tuple[np.ndarray, list[str] | 
             )
         return values.astype(np.int64), None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return encode_labels([value.strip() for value in column.to_pylist()], where)
+        names = [value.strip() for value in column.to_pylist()]
+        if "" in names:
+            raise DataError(f"{where}, {_row(names.index(''), rows)}: column 'y' is an empty string")
+        return encode_labels(names, where)
     raise DataError(
         f"{where}: column 'y' holds {kind}",
         "labels must be integers or strings (one per sequence), or lists of them (one per step)",
     )
+
+
+def _sequence_column(pa, table, where: str):
+    """The ``sequence`` column (the sequences' ids): integers or strings, none missing."""
+    column = _column(table, "sequence")
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"{where}: column 'sequence' holds {kind}", "sequence ids must be integers or strings")
+    null = _first_null(column)
+    if null is not None:
+        raise DataError(f"{where}, row {null}: column 'sequence' is missing (null)")
+    return column
 
 
 def _ids(column) -> list:
@@ -204,9 +219,7 @@ def _read_rows(pa, table, columns: list[str], where: str) -> Dataset:
         values = _numbers(pa, inner, where, "x", step_rows)[:, None]
     sequences = np.split(values, np.cumsum(steps)[:-1])
     x, lengths = pad_sequences(sequences, where)
-    ids = _ids(_column(table, "sequence")) if "sequence" in columns else None
-    if ids is not None and (index := _first_null(_column(table, "sequence"))) is not None:
-        raise DataError(f"{where}, row {index}: column 'sequence' is missing (null)")
+    ids = _ids(_sequence_column(pa, table, where)) if "sequence" in columns else None
     if "y" not in columns:
         return Dataset(x, None, lengths, ids=ids)
     y_column = _column(table, "y")
@@ -241,16 +254,7 @@ def _read_long(pa, table, columns: list[str], where: str, task: str | None) -> D
     """One row per (sequence, step): ``sequence``, ``step``, ``x`` or ``x0..``, ``y``."""
     feature_columns = _feature_columns(columns, where)
     _unexpected(columns, {"sequence", "step", "y", *feature_columns}, where, "long (one row per step)")
-    sequence = _column(table, "sequence")
-    if not (
-        pa.types.is_integer(sequence.type)
-        or pa.types.is_string(sequence.type)
-        or pa.types.is_large_string(sequence.type)
-    ):
-        raise DataError(f"{where}: column 'sequence' holds {sequence.type}", "sequence ids must be integers or strings")
-    null = _first_null(sequence)
-    if null is not None:
-        raise DataError(f"{where}, row {null}: column 'sequence' is missing (null)")
+    sequence = _sequence_column(pa, table, where)
     step_column = _column(table, "step")
     if not pa.types.is_integer(step_column.type):
         raise DataError(
@@ -258,7 +262,8 @@ def _read_long(pa, table, columns: list[str], where: str, task: str | None) -> D
             "steps are 0, 1, 2, ... within each sequence: write the column as integers",
         )
     steps = _numbers(pa, step_column, where, "step").astype(np.int64)
-    sequence_ids = np.array([str(v).strip() for v in sequence.to_pylist()], dtype=object)
+    id_values = _ids(sequence)
+    sequence_ids = np.array([str(v) for v in id_values], dtype=object)
     _, first_rows, inverse = np.unique(sequence_ids.astype(str), return_index=True, return_inverse=True)
     order = np.argsort(first_rows)
     rank = np.empty_like(order)
@@ -280,8 +285,7 @@ def _read_long(pa, table, columns: list[str], where: str, task: str | None) -> D
     lengths = np.bincount(codes, minlength=count).astype(np.int64)
     x = np.zeros((count, int(lengths.max()), len(feature_columns)), dtype=np.float32)
     x[codes, expected] = values
-    ids = [sequence.to_pylist()[row] for row in first_rows]
-    ids = [i.strip() if isinstance(i, str) else i for i in ids]
+    ids = [id_values[row] for row in first_rows]
     if "y" not in columns:
         return Dataset(x, None, lengths, ids=ids)
     y_column = _column(table, "y")
