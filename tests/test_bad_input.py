@@ -52,6 +52,9 @@ FILES = {
     "blocker": b"a file where a folder should be",
     "one-class.jsonl": b'{"x": [0.1, 0.2], "y": ["pos", "pos"]}\n{"x": [0.3], "y": ["pos"]}\n',
     "huge-label.csv": b"sequence,step,x,y\n0,0,0.1,0\n0,1,0.2,1e20\n",
+    "gap.tsv": b"1\t0.5\t0.6\t0.7\n2\t0.5\tNaN\t0.7\n",
+    "undeclared.arff": b"@relation r\n@attribute a0 numeric\n@attribute c {x,y}\n@data\n0.1,x\n0.2,z\n",
+    "broken.parquet": b"PAR1 cut short",
 }
 
 # (id, args, expected exit code, words the message must contain, output that must not appear)
@@ -125,6 +128,21 @@ CASES = [
         ["dimensions have different lengths"],
         "{o}",
     ),
+    (
+        "nan inside a ucr series",
+        ["train", "--data", "{d}/gap.tsv", *TINY, "--out", "{o}"],
+        1,
+        ["line 2", "step 1", "missing value"],
+        "{o}",
+    ),
+    (
+        "undeclared arff label",
+        ["train", "--data", "{d}/undeclared.arff", *TINY, "--out", "{o}"],
+        1,
+        ["line 6", "'z' is not declared"],
+        "{o}",
+    ),
+    ("broken parquet", ["train", "--data", "{d}/broken.parquet", *TINY, "--out", "{o}"], 1, ["not a Parquet"], "{o}"),
     (
         "a single class",
         ["train", "--data", "{d}/one-class.jsonl", *TINY, "--out", "{o}"],
