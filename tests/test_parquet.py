@@ -138,6 +138,15 @@ def test_not_parquet_and_empty(tmp_path):
     bad(tmp_path, {"x": pa.array([], pa.list_(pa.float32())), "y": pa.array([], pa.int64())}, "no rows")
 
 
+def test_decoded_size_is_capped_before_decoding(tmp_path, monkeypatch):
+    from bilstm_cli.data.formats import parquet
+
+    write_dataset(ragged_dataset(), str(tmp_path / "d.parquet"))
+    monkeypatch.setattr(parquet, "MAX_DECODED_BYTES", 100)
+    with pytest.raises(DataError, match="once decoded, more than"):
+        read_dataset(str(tmp_path / "d.parquet"))
+
+
 def test_missing_pyarrow_says_how_to_install(tmp_path, monkeypatch):
     path = str(tmp_path / "d.parquet")
     write_dataset(ragged_dataset(), path)

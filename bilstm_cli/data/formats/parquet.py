@@ -20,7 +20,7 @@ import io
 
 import numpy as np
 
-from ...errors import DataError, UsageError
+from ...errors import DataError, UsageError, first_line
 from ...limits import GIB, MAX_DECODED_BYTES
 from ..dataset import SEQUENCE, Dataset, pad_labels, pad_sequences
 from ..labels import MAX_LABEL, encode_labels, label_values, valid_class_numbers
@@ -62,8 +62,7 @@ def read(raw: bytes, where: str, task: str | None) -> Dataset:
     except DataError:
         raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{where}: not a readable Parquet file ({first})") from None
+        raise DataError(f"{where}: not a readable Parquet file ({first_line(exc)})") from None
     columns = [name for name in table.column_names if not name.startswith("__index_level_")]
     if len(set(columns)) != len(columns):
         repeated = next(name for name in columns if columns.count(name) > 1)
@@ -129,6 +128,8 @@ def _row(index: int, rows) -> str:
 
 def _labels(pa, column, where: str, rows=None) -> tuple[np.ndarray, list[str] | None]:
     """Class numbers or names from an arrow array (flattened labels: ``rows`` maps them to rows)."""
+    if pa.types.is_dictionary(column.type):  # categorical labels inside lists
+        column = column.dictionary_decode()
     kind = column.type
     null = _first_null(column)
     if null is not None:
