@@ -220,31 +220,25 @@ def _nominal_values(kind: str, where: str, number: int) -> list[str]:
 
 
 def _split(text: str, separator: str, where: str, number: int) -> list[str]:
-    """Split on ``separator`` outside single or double quotes."""
-    fields, current, quote = [], [], None
-    i = 0
+    """Split on ``separator`` outside single or double quotes (the quotes are kept)."""
+    if "'" not in text and '"' not in text:
+        return [field.strip() for field in text.split(separator)]
+    fields, start, i = [], 0, 0
     while i < len(text):
         char = text[i]
-        if quote:
-            if char == "\\" and i + 1 < len(text):  # an escape inside quotes is kept as written
-                current.append(text[i : i + 2])
-                i += 2
-                continue
-            if char == quote:
-                quote = None
-            current.append(char)
-        elif char in ("'", '"'):
-            quote = char
-            current.append(char)
-        elif char == separator:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
+        if char in ("'", '"'):
+            end = text.find(char, i + 1)
+            while end > 0 and text[end - 1] == "\\":  # an escaped quote does not close
+                end = text.find(char, end + 1)
+            if end < 0:
+                raise DataError(f"{where}, line {number}: unterminated quote ({char})")
+            i = end + 1
+            continue
+        if char == separator:
+            fields.append(text[start:i].strip())
+            start = i + 1
         i += 1
-    if quote:
-        raise DataError(f"{where}, line {number}: unterminated quote ({quote})")
-    fields.append("".join(current).strip())
+    fields.append(text[start:].strip())
     return fields
 
 
