@@ -193,3 +193,28 @@ def test_train_on_arff_evaluate_on_tsv(cli, tmp_path, tiny):
     lines = cli("predict", tmp_path / "run", DATA / "GunPoint_TRAIN8.ts").stdout.splitlines()
     assert lines[0] == "sequence,class,probability" and len(lines) == 9
     assert {line.split(",")[1] for line in lines[1:]} <= {"1", "2"}  # the archive's class names
+
+
+WHEEL = Path(__file__).resolve().parents[1] / "benchmarks" / ".data" / "_wheel" / "aeon-1.6.0-py3-none-any.whl"
+
+
+@pytest.mark.skipif(not WHEEL.exists(), reason="the aeon wheel is fetched by benchmarks/fetch_datasets.py")
+@pytest.mark.parametrize(
+    "member",
+    [
+        "GunPoint_TRAIN.tsv",
+        "GunPoint_TRAIN.arff",
+        "ArrowHead_TRAIN.tsv",
+        "ArrowHead_TRAIN.arff",
+        "BasicMotions_TRAIN.arff",
+    ],
+)
+def test_whole_archive_files_match_their_ts_version(tmp_path, member):
+    """Where the fetched wheel is at hand: the whole published files, not only their first cases."""
+    import zipfile
+
+    name = member.split("_")[0]
+    with zipfile.ZipFile(WHEEL) as wheel:
+        for file in (member, f"{name}_TRAIN.ts"):
+            (tmp_path / file).write_bytes(wheel.read(f"aeon/datasets/data/{name}/{file}"))
+    assert_same(read_dataset(str(tmp_path / member)), read_dataset(str(tmp_path / f"{name}_TRAIN.ts")))
