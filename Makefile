@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The suite runs once per Keras backend: everything on TensorFlow (the default), then again on
-# JAX (tests marked only_backend("tensorflow") are skipped there, and the reverse).
+# JAX (tests marked only_backend("tensorflow") are skipped there, and the reverse). Two pytest
+# workers, one test file each at a time (module fixtures stay in one process): most tests wait
+# on a subprocess or a compile, so two at once fill both cores.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
-	BILSTM_BACKEND=jax $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	BILSTM_BACKEND=jax $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The main job: the tutorial's two comparisons, 10 seeds each, with statistics.
 run: install
