@@ -99,6 +99,21 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"{marker.args[0]} backend only (this session: {current})"))
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say loudly what a single pass did not test: `make test` runs both backends."""
+    skipped: dict[str, int] = {}  # from the reports, so it also counts what pytest-xdist's workers skipped
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if " backend only (this session: " in reason:
+            name = reason.split(" backend only")[0].split()[-1]
+            skipped[name] = skipped.get(name, 0) + 1
+    for name, count in sorted(skipped.items()):
+        terminalreporter.write_sep(
+            "!", f"{count} test(s) for the {name} backend were skipped: run BILSTM_BACKEND={name} pytest too "
+            "(make test runs both)", yellow=True, bold=True,
+        )  # fmt: skip
+
+
 @pytest.fixture
 def tiny():
     """The one source of tiny-run flags: ``tiny(epochs=40, units=8)`` (see :func:`tiny_flags`)."""

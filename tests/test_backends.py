@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -101,3 +102,35 @@ def test_worker_processes_inherit_the_backend_chosen_by_flag(tmp_path):
     records = [json.loads(p.read_text()) for p in (tmp_path / "c" / "results").rglob("*.json")]
     assert len(records) == 4 and {r["worker"]["versions"]["backend"] for r in records} == {"jax"}
     assert len({r["worker"]["pid"] for r in records}) == 2  # two processes did the work
+
+
+def test_the_compile_cache_keeps_its_newest_programs(tmp_path, monkeypatch):
+    from bilstm_cli.backend import CACHE_FILES, compile_cache_directory
+
+    monkeypatch.setenv("BILSTM_XLA_CACHE", str(tmp_path))
+    folder = tmp_path / "jax"
+    folder.mkdir()
+    for age in range(CACHE_FILES + 5):
+        program = folder / f"program-{age}"
+        program.write_text("compiled")
+        os.utime(program, (10_000 - age, 10_000 - age))  # program-0 is the most recently used
+    assert compile_cache_directory("jax") == folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"program-{age}" for age in range(CACHE_FILES))
+    monkeypatch.setenv("BILSTM_XLA_CACHE", "off")
+    assert compile_cache_directory("jax") is None
+
+
+def test_jax_programs_go_to_the_compile_cache_and_off_keeps_none(tmp_path):
+    flags = [*tiny_flags(epochs=4, log_every=2), "--backend", "jax", "--seed", "1", "--quiet"]
+    cached = run_bilstm("train", *flags, "--out", tmp_path / "a", env={"BILSTM_XLA_CACHE": str(tmp_path / "cache")})
+    assert cached.returncode == 0, cached.stderr.decode()
+    assert len(list((tmp_path / "cache" / "jax").iterdir())) >= 2  # the training chunk, evaluation, ...
+    off_env = {"BILSTM_XLA_CACHE": "off", "XDG_CACHE_HOME": str(tmp_path / "home")}
+    off = run_bilstm("train", *flags, "--out", tmp_path / "b", env=off_env)
+    assert off.returncode == 0, off.stderr.decode()
+    assert not (tmp_path / "home" / "bilstm").exists()  # (matplotlib keeps its font list there)
+
+    def scores(run):  # every column but the wall time
+        return [line.rsplit(",", 1)[0] for line in (run / "history.csv").read_text().splitlines()]
+
+    assert scores(tmp_path / "a") == scores(tmp_path / "b")  # the cache changes nothing but time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,14 @@ def test_repeats_are_paired_across_variants(comparison):
 def test_table_for_people(cli, tmp_path):
     result = cli("compare", "--modes", "sum,ave", "--repeats", "2", *TINY, "--out", tmp_path / "c")
     assert result.exit_code == 0, result.stderr
-    assert "bilstm-sum" in result.stdout and "bilstm-ave" in result.stdout
     assert "underpowered" in result.stdout and "verdict:" in result.stdout
+    # each variant's row shows its rank and the numbers summary.json holds
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())["datasets"][0]
+    for variant in summary["variants"]:
+        half = (variant["loss_ci"][1] - variant["loss_ci"][0]) / 2
+        name, loss = variant["variant"], f"{variant['loss']:.4f} ± {half:.4f}"
+        row = rf"│ {variant['rank']} +│ {name} +│ {loss} │ +{variant['accuracy']:.4f} "
+        assert re.search(row, result.stdout), (row, result.stdout)
     assert "bilstm-ave repeat 1" in result.stderr  # one progress line per finished run
     assert "= 4 runs in 1 program(s)" in result.stderr  # the plan comes first
 
@@ -166,3 +173,32 @@ def test_one_tensorboard_run_per_repeat_matches_the_curves(comparison):
     logged = expected.dropna(subset=["val_loss"])
     np.testing.assert_allclose([scalars["val_loss"][e] for e in logged["epoch"]], logged["val_loss"], rtol=1e-5)
     assert any("merge: sum" in text for text in texts.values())  # the run's own config
+
+
+def synthetic_record(loss: float, accuracy: float) -> dict:
+    """A finished run's record as compare writes it, reduced to what the summary reads."""
+    history = {"epoch": [1, 2], "val_loss": [loss + 0.1, loss], "val_accuracy": [accuracy - 0.1, accuracy]}
+    return {"final": {"split": "validation", "loss": loss, "accuracy": accuracy}, "history": history,
+            "epochs_run": 2, "seconds": 1.0}  # fmt: skip
+
+
+@pytest.mark.parametrize("metric, best", [("loss", "low-loss"), ("accuracy", "accurate")])
+def test_the_metric_decides_the_ranking_and_the_test(metric, best):
+    """Where loss and accuracy disagree, --metric picks which one ranks the variants and is tested."""
+    from bilstm_cli.compare.summary import summarize_dataset
+    from bilstm_cli.config.resolve import resolve_config
+
+    rng = np.random.default_rng(0)
+    results = {  # 8 paired repeats: one variant has the lower loss, the other the higher accuracy
+        "low-loss": [synthetic_record(0.20 + rng.normal(0, 0.01), 0.80 + rng.normal(0, 0.01)) for _ in range(8)],
+        "accurate": [synthetic_record(0.30 + rng.normal(0, 0.01), 0.90 + rng.normal(0, 0.01)) for _ in range(8)],
+    }
+    config = resolve_config(assignments=[f"compare.metric={metric}", "compare.repeats=8"])
+    summary = summarize_dataset("d", results, config)
+    assert summary["best"] == best and [row["rank"] for row in summary["variants"]] == [1, 2]
+    assert summary["metric"].startswith(f"final validation {metric}")
+    other = summary["variants"][1]
+    scores = {name: [r["final"][metric] for r in records] for name, records in results.items()}
+    expected = scipy_stats.wilcoxon(scores[other["variant"]], scores[best]).pvalue
+    assert other["p_value"] == pytest.approx(expected) and other["p_value"] < 0.05
+    assert best in summary["verdict"]

@@ -168,3 +168,29 @@ def test_config_error_is_a_usage_error():
 def test_duplicate_key_is_an_error(cli, tmp_path):
     path = write(tmp_path, "train:\n  epochs: 5\n  epochs: 7\n")
     assert_clean_error(cli("config", "validate", path), 2, "'train.epochs' is given twice", "line 3", "line 2")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    resolve_config(path)
+
+
+def test_the_across_tasks_config_plans_eight_tasks_of_three_modes():
+    """configs/merge-modes-across-tasks.yaml: lengths 5..40 x label limits 1/4 and 1/2, each
+    dataset's run configs carrying its own task settings (what the README's multi-dataset example runs)."""
+    from bilstm_cli.compare.plan import comparison_datasets, plan_jobs, run_config
+    from bilstm_cli.config.variants import parse_variants
+
+    config = resolve_config(ROOT / "configs" / "merge-modes-across-tasks.yaml")
+    datasets = comparison_datasets(config)
+    variants = parse_variants(config.compare.variants, None, [])
+    assert [v.name for v in variants] == ["bilstm-sum", "bilstm-concat", "bilstm-mul"]
+    configs = {(d.name, v.name): run_config(config, d, v) for d in datasets for v in variants}
+    tasks = {name: (c.data.timesteps, c.data.threshold) for (name, _), c in configs.items()}
+    assert tasks == {
+        f"T{t}-{half}": (t, limit) for t in (5, 10, 20, 40) for half, limit in (("quarter", 0.25), ("half", 0.5))
+    }
+    assert {c.model.merge for (name, _), c in configs.items() if name == "T5-half"} == {"sum", "concat", "mul"}
+    jobs = plan_jobs(configs, datasets, variants, config.compare.repeats, config.compare.runs_per_program)
+    # one program per task (different lengths cannot share one), holding all 3 modes x 5 repeats
+    assert len(jobs) == 8 and all(sum(len(part.repeats) for part in job.parts) == 15 for job in jobs)

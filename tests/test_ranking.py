@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bilstm_cli.report.cd_diagram import plot_critical_difference
+from bilstm_cli.report.cd_diagram import critical_difference_figure, plot_critical_difference
 from bilstm_cli.stats import ranking
 from bilstm_cli.stats.paired import holm
 from bilstm_cli.stats.ranking import (
@@ -395,6 +395,37 @@ def test_cd_diagram_is_written_atomically_as_a_png(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["cd.png"]  # no temporary file left behind
     plot_critical_difference({"a": 1.5, "b": 1.5}, [], path, "", note="no bars")  # replaces it
     assert path.read_bytes() != data
+
+
+def test_cd_diagram_draws_each_name_at_its_rank_and_a_bar_per_clique():
+    """Names hang at their average ranks (rank 1 on the right, the better half on the right side),
+    and each clique of indistinguishable variants is one thick bar spanning exactly its ranks."""
+    ranks = {"a": 1.25, "b": 2.0, "c": 2.5, "d": 4.25}
+    figure = critical_difference_figure(ranks, [["a", "b", "c"], ["c", "d"]], "title")
+    axes = figure.axes[0]
+    texts = {text.get_text(): text for text in axes.texts}
+    assert {f"{name} ({rank:.2f})" for name, rank in ranks.items()} <= set(texts)
+    lines = axes.get_lines()
+    axis = next(line for line in lines if line.get_linewidth() == 1.2)  # the rank axis, from 1 to the last tick
+    highest = max(int(text) for text in texts if text.isdigit())
+    assert highest == 5  # 4.25 lies beyond the 4th rank
+    one, last = axis.get_xdata()
+    assert one > last  # rank 1 is at the right end
+    x_of = {rank: one + (last - one) * (rank - 1) / (highest - 1) for rank in ranks.values()}
+    # each name's elbow starts at its rank on the axis; the two best are labelled on the right
+    for name, rank in ranks.items():
+        elbow = next(
+            line for line in lines if len(line.get_xdata()) == 3 and line.get_xdata()[0] == pytest.approx(x_of[rank])
+        )
+        on_the_right = elbow.get_xdata()[2] > elbow.get_xdata()[0]
+        assert on_the_right == (name in ("a", "b")), name
+    bars = sorted(tuple(line.get_xdata()) for line in lines if line.get_linewidth() == 4)
+    assert len(bars) == 2
+    worse, better = sorted((min(x), max(x)) for x in bars)  # left to right
+    # the bar of a..c spans ranks 2.5..1.25 (plus a fixed overhang each side); that of c..d 4.25..2.5
+    overhang = better[1] - x_of[1.25]
+    assert overhang > 0 and better[0] == pytest.approx(x_of[2.5] - overhang)
+    assert worse == pytest.approx((x_of[4.25] - overhang, x_of[2.5] + overhang))
 
 
 def test_cd_diagram_refuses_what_it_cannot_draw(tmp_path):

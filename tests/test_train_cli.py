@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -51,7 +53,10 @@ def test_run_directory_contents(trained_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["epochs_run"] == 40
     assert metrics["device"]["kind"] == "cpu" and metrics["versions"][metrics["backend"]]
-    assert 0 <= metrics["final"]["val_accuracy"] <= 1 and metrics["timing"]["steps"] == 40
+    last_logged = logged[-1].split(",")
+    assert metrics["final"]["val_loss"] == pytest.approx(float(last_logged[3]), abs=1e-6)
+    assert metrics["final"]["val_accuracy"] == pytest.approx(float(last_logged[4]), abs=1e-6)
+    assert metrics["timing"]["steps"] == 40
     png = (run / "history.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -154,6 +159,15 @@ def test_evaluate_tables_for_people(trained_run, cli):
     assert result.exit_code == 0
     for needle in ("accuracy per time step", "confusion matrix", "per class", "Expected:", "Predicted:"):
         assert needle in result.stdout
+    # the tables show the numbers the JSON report holds
+    report = json.loads(cli("evaluate", run / "model.keras", "--samples", "20", "--seed", "1", "--json").stdout)
+    assert re.search(rf"│ loss +│ {report['loss']:.4f} +│", result.stdout)
+    assert re.search(rf"│ accuracy +│ {report['accuracy']:.4f} +│", result.stdout)
+    for step, accuracy in enumerate(report["per_step_accuracy"]):
+        assert re.search(rf"│ {step} +│ {accuracy:.3f} +│", result.stdout)
+    confusion = report["confusion_matrix"]["rows_true_columns_predicted"]
+    for label, row in enumerate(confusion):
+        assert re.search(rf"│ {label} │ +{row[0]} │ +{row[1]} │", result.stdout)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "npz", "jsonl"])
@@ -166,8 +180,11 @@ def test_evaluate_and_predict_read_every_format(trained_run, cli, tmp_path, fmt)
     assert report["sequences"] == 6 and report["data"] == str(path)
     lines = cli("predict", run, path).stdout.splitlines()
     assert lines[0] == "sequence,step,class,probability" and len(lines) == 1 + 60
-    probability = float(lines[1].split(",")[3])
-    assert 0 <= probability <= 1 and lines[1].split(",")[2] == str(int(probability > 0.5))
+    rows = [line.split(",") for line in lines[1:]]
+    assert all(row[2] == str(int(float(row[3]) > 0.5)) for row in rows)  # the class is the thresholded probability
+    # and the classes predict prints are the ones evaluate scored
+    correct = [int(row[2]) == label for row, label in zip(rows, data.y.reshape(-1))]
+    assert np.mean(correct) == pytest.approx(report["accuracy"])
 
 
 def test_pipeline_generate_into_predict_via_stdin(trained_run):
@@ -244,3 +261,18 @@ def test_a_reader_that_leaves_is_not_a_failure(trained_run):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr
     assert "Traceback" not in stderr and "error" not in stderr
+
+
+def test_a_bare_keras_file_evaluates_like_its_run(trained_run, cli, tmp_path):
+    """A model.keras copied out of its run directory: the file alone holds the model (standardisation
+    and mask inside), so with --data it scores exactly as its run does; without, it asks for data."""
+    run, _ = trained_run
+    bare = tmp_path / "elsewhere" / "copy.keras"
+    bare.parent.mkdir()
+    shutil.copy(run / "model.keras", bare)
+    data = tmp_path / "test.npz"
+    write_dataset(cumulative_sum_task(12, 10, rng=np.random.default_rng(5)), str(data))
+    from_run = json.loads(cli("evaluate", run, "--data", data, "--json").stdout)
+    from_file = json.loads(cli("evaluate", bare, "--data", data, "--json").stdout)
+    assert from_file["loss"] == from_run["loss"] and from_file["accuracy"] == from_run["accuracy"]
+    assert_clean_error(cli("evaluate", bare), 2, "no config.yaml beside the model", "--data")

@@ -250,3 +250,20 @@ def test_copies_trained_together_equal_runs_trained_alone(batch_size):
             assert history_difference(alone.history, together[copy].history) < 1e-6
             copy += 1
     assert not np.allclose(together[0].history.loss, together[1].history.loss)  # different seeds: different runs
+
+
+@pytest.mark.parametrize("seconds, expected", [(0.0, [5, 10]), (3600.0, [])])
+def test_time_based_checkpoints_come_at_logged_epochs_when_due(seconds, expected):
+    """Without checkpoint_every, a checkpoint is written at a logged epoch once checkpoint_seconds
+    have passed since the last one (0: at every logged epoch; an hour: none during a short run).
+    The last epoch's checkpoint is the caller's (it knows whether the run finished)."""
+    engine = make_engine([(SMALL, 1)], SPEC, [1], (2, 10, 1), steps_per_call=5)
+    saved = []
+    plan = FitPlan(epochs=15, log_every=5, checkpoint_seconds=seconds)
+    fit(
+        engine,
+        [online(2, 2, 1)],
+        plan,
+        callbacks=FitCallbacks(on_checkpoint=lambda epoch, history: saved.append(epoch)),
+    )
+    assert saved == expected

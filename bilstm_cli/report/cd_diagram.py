@@ -47,6 +47,15 @@ def plot_critical_difference(
         ...     {"lstm": 2.6, "bilstm": 1.4, "gru": 2.0}, [["bilstm", "gru"]], "cd.png", "accuracy over 8 datasets"
         ... )
     """
+    figure = critical_difference_figure(average_ranks, cliques, title, note)
+    with atomic.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
+def critical_difference_figure(
+    average_ranks: Mapping[str, float], cliques: Sequence[Sequence[str]], title: str, note: str | None = None
+):
+    """The diagram as a matplotlib Figure (what :func:`plot_critical_difference` saves)."""
     if len(average_ranks) < 2:
         raise ValueError(f"a critical-difference diagram needs at least 2 variants, got {len(average_ranks)}")
     if not all(math.isfinite(rank) for rank in average_ranks.values()):
@@ -127,9 +136,7 @@ def plot_critical_difference(
 
     if note:
         axes.text(width / 2, height - 0.2, note, ha="center", va="center", fontsize=FONT_SIZE - 2, color="#555555")
-
-    with atomic.atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+    return figure
 
 
 def _text_widths_inches(texts: list[str], font_size: float) -> dict[str, float]:
