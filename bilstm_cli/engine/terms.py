@@ -1,19 +1,14 @@
-"""What every backend's engine computes the same way: the optimizer, the loss and accuracy
-terms of a batch, and how many steps go into one compiled call."""
+"""What every backend's engine computes the same way: the loss and accuracy terms of a batch,
+and how many steps go into one compiled call (the optimizer is engine/optimizers.py)."""
 
 from __future__ import annotations
 
-from ..backend import keras, ops
+from ..backend import ops
 from ..data.dataset import PER_STEP
 from ..data.spec import ModelSpec
 from ..limits import MAX_CALL_BYTES
 
 MAX_STEPS_PER_CALL = 1000
-
-
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return optimizers[name](learning_rate=float(learning_rate))
 
 
 def batch_terms(spec: ModelSpec, y, predictions, mask, weight):
