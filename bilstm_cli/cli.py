@@ -22,6 +22,7 @@ from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
+from .signals import interrupted_during_start_up, start_up_guard
 from .options import (
     backend_option,
     complete_modes,
@@ -49,7 +50,11 @@ class BilstmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))  # --debug or $BILSTM_DEBUG (Click's envvar)
         try:
-            return super().invoke(ctx)
+            with start_up_guard():
+                result = super().invoke(ctx)
+            if interrupted_during_start_up():  # a Ctrl-C that a library swallowed still stops us
+                raise KeyboardInterrupt
+            return result
         except BilstmError as exc:
             if debug:
                 traceback.print_exc()

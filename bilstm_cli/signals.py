@@ -6,11 +6,49 @@ Exiting at once cannot corrupt what is on disk, since every file is written atom
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 from .errors import EXIT_INTERRUPTED
+
+# The signal that arrived while a command was starting (see start_up_guard), or None.
+_start_up_signal: str | None = None
+
+
+@contextlib.contextmanager
+def start_up_guard() -> Iterator[None]:
+    """Around a whole command: Ctrl-C raises KeyboardInterrupt as usual, and is also remembered.
+
+    Python discards an exception raised inside a garbage-collection callback ("Exception
+    ignored in ..."), and JAX runs such callbacks while it starts: a Ctrl-C landing there would
+    be lost and the command would run to its end. Remembered, it still stops the command: a
+    :class:`StopRequest` that starts later begins as already requested, and
+    :func:`interrupted_during_start_up` tells the CLI to exit 130 if nothing else did.
+    """
+    global _start_up_signal
+    _start_up_signal = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _remember_and_raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupted_during_start_up() -> bool:
+    """Whether a signal reached :func:`start_up_guard` (even if its KeyboardInterrupt was lost)."""
+    return _start_up_signal is not None
+
+
+def _remember_and_raise(signum: int, frame) -> None:
+    global _start_up_signal
+    _start_up_signal = signal.Signals(signum).name
+    raise KeyboardInterrupt
 
 
 class StopRequest:
@@ -33,6 +71,8 @@ class StopRequest:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
+        if _start_up_signal is not None:  # a Ctrl-C during start-up whose KeyboardInterrupt was lost
+            self.requested, self.signal_name = True, _start_up_signal
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

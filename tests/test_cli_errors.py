@@ -85,3 +85,43 @@ def test_debug_shows_the_traceback_of_an_internal_error():
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "RuntimeError: something unforeseen" in result.stderr
     assert "report it" not in result.stderr  # the traceback is what to report
+
+
+SWALLOWED_INTERRUPT = """
+import gc, os, signal, sys
+import click
+from bilstm_cli.cli import BilstmGroup
+from bilstm_cli.signals import StopRequest
+
+@click.group(cls=BilstmGroup)
+def group():
+    pass
+
+@group.command()
+def work():
+    fired = []
+
+    def callback(phase, info):  # as JAX's start-up runs: a Ctrl-C lands inside a gc callback
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # the handler runs here; gc discards its KeyboardInterrupt
+
+    gc.callbacks.append(callback)
+    gc.collect()
+    gc.callbacks.remove(callback)
+    with StopRequest() as stop:
+        print("stop requested:", stop.requested, flush=True)
+    print("finished the work", flush=True)
+
+group(sys.argv[1:])
+"""
+
+
+def test_a_ctrl_c_that_a_library_swallows_still_stops_the_command():
+    """Python discards an exception raised in a garbage-collection callback; the interrupt must
+    still reach the training loop (its StopRequest starts as requested) and the exit code."""
+    result = subprocess.run([sys.executable, "-c", SWALLOWED_INTERRUPT, "work"], capture_output=True, text=True)
+    assert "KeyboardInterrupt" in result.stderr  # Python's "Exception ignored in ...": it was swallowed
+    assert "stop requested: True" in result.stdout
+    assert result.returncode == 130 and "error: interrupted" in result.stderr
