@@ -22,7 +22,6 @@ from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
-from .signals import interrupted_during_start_up, start_up_guard
 from .options import (
     backend_option,
     complete_modes,
@@ -40,6 +39,7 @@ from .options import (
     train_options,
     write_format_option,
 )
+from .signals import interrupted_during_start_up, start_up_guard
 
 # ---------------------------------------------------------------------------- error handling
 
