@@ -45,6 +45,36 @@ def interrupted_during_start_up() -> bool:
     return _start_up_signal is not None
 
 
+class Deferred:
+    """What :func:`deferred_signals` saw: the name of the first signal, or None."""
+
+    arrived: str | None = None
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[Deferred]:
+    """SIGINT and SIGTERM are only noted while the block runs; the caller obeys them after it.
+
+    For code that must not be interrupted halfway, e.g. starting Ray: a KeyboardInterrupt
+    inside ``ray.init`` can crash Ray's own threads (a segfault, orphaned helper processes).
+    After the block, ``arrived`` names the first signal: clean up in order, then stop.
+    """
+    deferred = Deferred()
+    if threading.current_thread() is not threading.main_thread():
+        yield deferred
+        return
+
+    def remember(signum: int, frame) -> None:
+        deferred.arrived = deferred.arrived or signal.Signals(signum).name
+
+    previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield deferred
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _remember_and_raise(signum: int, frame) -> None:
     global _start_up_signal
     _start_up_signal = signal.Signals(signum).name

@@ -125,3 +125,24 @@ def test_a_ctrl_c_that_a_library_swallows_still_stops_the_command():
     assert "KeyboardInterrupt" in result.stderr  # Python's "Exception ignored in ...": it was swallowed
     assert "stop requested: True" in result.stdout
     assert result.returncode == 130 and "error: interrupted" in result.stderr
+
+
+def test_signals_in_a_deferred_block_wait_for_its_end():
+    """What starting Ray relies on: a Ctrl-C or SIGTERM inside the block interrupts nothing there
+    and is reported after it (the caller then stops); the handlers are restored."""
+    import os
+    import signal
+
+    from bilstm_cli.signals import deferred_signals
+
+    before = signal.getsignal(signal.SIGINT)
+    finished = False
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals() as deferred:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(100_000))  # the handlers run here, and must not raise
+            finished = True
+        assert deferred.arrived == "SIGINT"  # the first one
+        raise KeyboardInterrupt  # what the caller does once it has cleaned up
+    assert finished and signal.getsignal(signal.SIGINT) is before

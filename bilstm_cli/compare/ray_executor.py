@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .. import backend
 from ..errors import BilstmError, TrainingError, UsageError, first_line
 from ..fileio.streams import quiet_stderr
+from ..signals import deferred_signals
 from .plan import Job, Part
 
 if TYPE_CHECKING:
@@ -296,7 +297,9 @@ def _connect(address: str | None):
         with contextlib.suppress(Exception):  # a private setting of Ray's, for when it was imported earlier
             ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        with quiet_stderr():  # Ray's native code writes connection warnings straight to fd 2
+        # Ray's native code writes connection warnings straight to fd 2; a Ctrl-C inside ray.init
+        # can crash its threads, so it waits until Ray is up and is then obeyed (below)
+        with quiet_stderr(), deferred_signals() as deferred:
             if address is None:
                 ray.init(
                     address="local",  # never a stale cluster or $RAY_ADDRESS
@@ -315,6 +318,10 @@ def _connect(address: str | None):
         if address == "auto" and "Could not find any running Ray instance" in reason:
             reason = "no Ray cluster is running on this machine (and RAY_ADDRESS is not set)"
         raise UsageError(f"cannot {where}: {reason}", _address_hint(address)) from None
+    if deferred.arrived:  # stopped while Ray started: shut it down in order, then stop
+        with quiet_stderr():
+            ray.shutdown()
+        raise KeyboardInterrupt
     with contextlib.suppress(Exception):
         # Ray prints "(raylet) A worker died ..." on stdout from a listener thread: a resubmitted
         # job says so on stderr instead, and --json keeps stdout for the summary
