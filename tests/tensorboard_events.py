@@ -2,8 +2,8 @@
 
 An event file is a TFRecord stream: per record an 8-byte length, a 4-byte CRC of the length,
 the data (an ``Event`` protocol buffer, parsed with tensorboardX's bundled definitions) and a
-4-byte CRC of the data. Like TensorBoard, a ``SessionLog.START`` event at step S (a resumed run)
-hides the scalars of steps >= S read before it.
+4-byte CRC of the data. Read strictly: a step written twice for a tag, in any of a run's files,
+fails (TensorBoard would hide some duplicates behind a purge event, other readers would not).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.proto.event_pb2 import Event
 
 from bilstm_cli.runs.checkpoint import load_checkpoint
 
@@ -34,16 +34,23 @@ def read_events(path: Path) -> Iterator[Event]:
             yield Event.FromString(data)
 
 
+def trailing_bytes(path: Path) -> int:
+    """Bytes after the last whole record (a record cut short by a killed writer)."""
+    data, position = path.read_bytes(), 0
+    while position + 12 <= len(data):
+        (length,) = struct.unpack("<Q", data[position : position + 8])
+        if position + 16 + length > len(data):
+            break
+        position += 16 + length
+    return len(data) - position
+
+
 def read_run(directory: Path) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
     """Scalars ``{tag: {step: value}}`` and texts ``{tag: text}`` of one TensorBoard run."""
     scalars: dict[str, dict[int, float]] = {}
     texts: dict[str, str] = {}
     for path in sorted(directory.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime_ns):
         for event in read_events(path):
-            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
-                for values in scalars.values():
-                    for step in [s for s in values if s >= event.step]:
-                        del values[step]
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     steps = scalars.setdefault(value.tag, {})

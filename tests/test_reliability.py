@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from bilstm_cli.runs.checkpoint import load_checkpoint
 from bilstm_cli.runs.directory import MARKER, prepare_run_directory, release_run_directories
 
 from .conftest import assert_clean_error, run_bilstm, tiny_flags
-from .tensorboard_events import assert_events_match_history
+from .tensorboard_events import assert_events_match_history, trailing_bytes
 
 LONG = tiny_flags(
     epochs=1500,
@@ -73,6 +74,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert len(history_rows(tmp_path / "run")) == 1 + meta["epoch"]
     assert not (tmp_path / "run" / "model.keras").exists()
 
+    # the interrupted process wrote events past its checkpoint; a kill can also cut a record short
+    (first_events,) = (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")
+    with open(first_events, "ab") as handle:
+        handle.write(struct.pack("<Q", 64) + b"\0" * 20)
+
     resumed = run_bilstm("train", "--resume", tmp_path / "run", "--quiet")
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert history_rows(tmp_path / "run") == history_rows(tmp_path / "reference")
@@ -80,6 +86,9 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         keys = [k for k in a.files if k.startswith("v")]
         assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
     assert (tmp_path / "run" / "model.keras").exists()
+    # the events continue the series: every epoch once across both files, no broken record left
+    assert trailing_bytes(first_events) == 0
+    assert_events_match_history(tmp_path / "run", learning_rate=0.003)
 
 
 def test_second_interrupt_exits_at_once_without_corrupting_files(tmp_path):

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..fileio import atomic
 
 SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy")
 LEARNING_RATE = "learning_rate"
@@ -38,9 +41,10 @@ class EventLog:
     Args:
         directory: the run's folder of event files (created if missing).
         learning_rate: the optimizer's learning rate, recorded at logged epochs.
-        resume_from_epoch: a resumed run's first new epoch minus one: TensorBoard hides
-            events of later epochs from an earlier, interrupted process (they are written
-            again now), so no epoch is shown twice.
+        resume_from_epoch: a resumed run's first new epoch minus one: what an earlier,
+            interrupted process wrote after it (and a record it was killed in the middle of)
+            is removed from the folder's files first (:func:`trim_events`), so the series
+            continues with no epoch twice.
 
     Example:
         >>> events = EventLog(Path("runs/x/tensorboard"), learning_rate=0.003)  # doctest: +SKIP
@@ -53,10 +57,11 @@ class EventLog:
         SummaryWriter = _summary_writer_class()  # noqa: N806 - a class, imported by runs that write events only
 
         directory.mkdir(parents=True, exist_ok=True)
-        purge = {"purge_step": resume_from_epoch + 1} if resume_from_epoch else {}
+        if resume_from_epoch:
+            trim_events(directory, resume_from_epoch)
         # the file name holds the time in whole seconds and the host: the pid keeps two
         # writers of one second apart (tensorboardX would truncate the first file)
-        self._writer = SummaryWriter(str(directory), filename_suffix=f".{os.getpid()}", **purge)
+        self._writer = SummaryWriter(str(directory), filename_suffix=f".{os.getpid()}")
         self.learning_rate = learning_rate
         self.written_epochs = resume_from_epoch  # the last epoch on disk (or queued)
 
@@ -87,6 +92,37 @@ class EventLog:
     def close(self) -> None:
         """Write everything queued and close the file (safe to call twice)."""
         self._writer.close()
+
+
+def trim_events(directory: Path, last_epoch: int) -> None:
+    """Keep only the events of steps up to ``last_epoch`` in the folder's event files, and
+    drop a truncated or corrupt tail (a writer killed mid-record); files are replaced atomically.
+
+    An event file is a TFRecord stream: per record an 8-byte length, a 4-byte CRC of it, the
+    ``Event`` protocol buffer and a 4-byte CRC of the data; kept records are copied unchanged.
+    """
+    _summary_writer_class()  # tensorboardX, imported without PyTorch
+    from google.protobuf.message import DecodeError
+    from tensorboardX.proto.event_pb2 import Event
+
+    for path in directory.glob(EVENT_FILE_PATTERN):
+        data = path.read_bytes()
+        kept, position = [], 0
+        while position + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[position : position + 8])
+            end = position + 12 + length + 4
+            if end > len(data):
+                break  # the writer was killed in the middle of this record
+            try:
+                step = Event.FromString(data[position + 12 : end - 4]).step
+            except DecodeError:
+                break
+            if step <= last_epoch:
+                kept.append(data[position:end])
+            position = end
+        trimmed = b"".join(kept)
+        if trimmed != data:
+            atomic.write_bytes(path, trimmed)
 
 
 def write_history_events(directory: Path, history: dict[str, Sequence[Any]], learning_rate: float, config_yaml: str):
