@@ -24,6 +24,7 @@ from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
 from .options import (
     backend_option,
+    complete_config_key,
     complete_modes,
     complete_variants,
     config_options,
@@ -319,12 +320,14 @@ def predict(target, input_path, output_format, input_format, backend, device):
     "--vary",
     multiple=True,
     metavar="KEY=V1,V2",
+    shell_complete=complete_config_key,
     help="A grid axis, e.g. --vary model.units=20,64 (repeatable: every combination is a variant).",
 )
 @click.option(
     "--data",
     "data_paths",
     multiple=True,
+    type=file_path(stdin_or_stdout=True),
     help="Compare on this dataset file (repeatable: one dataset each); default: the data section.",
 )
 @click.option("--repeats", type=int, help="Paired repeats (seeds) per variant and dataset.")

@@ -60,12 +60,29 @@ def folder_path() -> click.Path:
     return _FolderPath()
 
 
+NVIDIA_DEVICES = "/dev/nvidia[0-9]*"  # one file per NVIDIA GPU the driver exposes
+
+
 def complete_device(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    """``auto``, ``cpu``, ``gpu`` and ``gpu:N`` for each NVIDIA GPU the system lists (at least
-    ``gpu:0``); counted from ``/dev/nvidiaN``, since asking the backend would take seconds."""
-    gpus = max(1, len(glob.glob("/dev/nvidia[0-9]*")))
-    values = ["auto", "cpu", "gpu", *(f"gpu:{index}" for index in range(gpus))]
+    """``auto``, ``cpu``, and ``gpu`` with ``gpu:N`` for each NVIDIA GPU that exists (none on a
+    machine without one); counted from ``/dev/nvidiaN``, since asking the backend would take seconds."""
+    gpus = len(glob.glob(NVIDIA_DEVICES))
+    values = ["auto", "cpu", *(["gpu"] if gpus else []), *(f"gpu:{index}" for index in range(gpus))]
     return [CompletionItem(value) for value in values if value.startswith(incomplete)]
+
+
+def complete_config_key(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """``--set`` / ``--vary``: config keys from the schema (``train.ep`` -> ``train.epochs=``), then,
+    after ``=``, the allowed values of a key that has a fixed set (``model.merge=s`` -> ``model.merge=sum``)."""
+    from .config.resolve import VALID_KEYS, allowed_values
+
+    key, equals, value = incomplete.partition("=")
+    if not equals:
+        sections = {path.rsplit(".", 1)[0] for path in VALID_KEYS if "." in path}
+        return [CompletionItem(f"{path}=") for path in VALID_KEYS if path.startswith(key) and path not in sections]
+    done, _, current = value.rpartition(",")  # --vary lists several values
+    prefix = f"{key}={done}," if done else f"{key}="
+    return [CompletionItem(prefix + choice) for choice in allowed_values(key) if choice.startswith(current)]
 
 
 def complete_comma_list(choices: Sequence[str]) -> Callable:
@@ -107,6 +124,7 @@ config_options = _stack(
         "assignments",
         multiple=True,
         metavar="KEY=VALUE",
+        shell_complete=complete_config_key,
         help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable).",
     ),
 )

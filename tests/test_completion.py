@@ -46,10 +46,37 @@ def test_paths_complete_as_files_or_folders(args, kind):
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "compare"])
-def test_device_and_backend_values(command):
-    assert [value for _, value in completions([command, "--device"], "")][:4] == ["auto", "cpu", "gpu", "gpu:0"]
+def test_device_and_backend_values(command, tmp_path, monkeypatch):
+    import bilstm_cli.options as options
+
+    monkeypatch.setattr(options, "NVIDIA_DEVICES", str(tmp_path / "nvidia[0-9]*"))  # a machine without GPUs
+    assert [value for _, value in completions([command, "--device"], "")] == ["auto", "cpu"]
+    for name in ("nvidia0", "nvidia1", "nvidiactl"):  # two GPUs (and the driver's control file)
+        (tmp_path / name).touch()
+    assert [value for _, value in completions([command, "--device"], "")] == ["auto", "cpu", "gpu", "gpu:0", "gpu:1"]
     assert completions([command, "--device"], "c") == [("plain", "cpu")]
     assert completions([command, "--backend"], "j") == [("plain", "jax")]
+
+
+@pytest.mark.parametrize("option", ["--set", "--vary"])
+def test_config_keys_and_their_values_complete_from_the_schema(option):
+    keys = [value for _, value in completions(["compare", option], "train.ep")]
+    assert keys == ["train.epochs="]  # a key, not the section train.early_stopping
+    assert "train.early_stopping.patience=" in [v for _, v in completions(["compare", option], "train.early")]
+    assert [v for _, v in completions(["compare", option], "model.cell=g")] == ["model.cell=gru"]
+    assert [v for _, v in completions(["train", "--set"], "data.standardize=")] == [
+        "data.standardize=true",
+        "data.standardize=false",
+    ]
+    assert completions(["compare", option], "model.units=") == []  # a number: nothing to offer
+
+
+def test_vary_continues_a_list_of_values():
+    assert [v for _, v in completions(["compare", "--vary"], "model.cell=lstm,g")] == ["model.cell=lstm,gru"]
+
+
+def test_compare_data_completes_as_files():
+    assert completions(["compare", "--data"], "ru") == [("file", "ru")]
 
 
 def test_export_format_values():
@@ -91,8 +118,8 @@ def test_completion_scripts(shell, marker):
 
 
 def test_a_bash_completion_request():
-    reply = bilstm({"_BILSTM_COMPLETE": "bash_complete", "COMP_WORDS": "bilstm train --device gpu:", "COMP_CWORD": "3"})
-    assert reply.splitlines()[0] == "plain,gpu:0"
+    reply = bilstm({"_BILSTM_COMPLETE": "bash_complete", "COMP_WORDS": "bilstm train --device c", "COMP_CWORD": "3"})
+    assert reply.splitlines()[0] == "plain,cpu"
 
 
 def test_python_m_shows_the_program_name():

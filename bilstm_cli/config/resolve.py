@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,36 @@ def _key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 VALID_KEYS: tuple[str, ...] = tuple(_key_paths(Config))
+
+
+def allowed_values(path: str) -> list[str]:
+    """The values a key accepts when they are a fixed set (a Literal or a bool), else [].
+
+    Example:
+        >>> allowed_values("model.cell")
+        ['lstm', 'gru', 'rnn']
+    """
+    model: type[BaseModel] = Config
+    *sections, name = path.split(".")
+    for section in sections:
+        field = model.model_fields.get(section)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    field = model.model_fields.get(name)
+    if field is None:
+        return []
+    values: list[str] = []
+    pending = [field.annotation]
+    while pending:  # through Optional[...] and unions
+        annotation = pending.pop()
+        if annotation is bool:
+            values += ["true", "false"]
+        elif typing.get_origin(annotation) is typing.Literal:
+            values += [str(v) for v in typing.get_args(annotation)]
+        else:
+            pending.extend(typing.get_args(annotation))
+    return values
 
 
 def closest_key(path: str) -> str | None:
