@@ -175,6 +175,38 @@ def test_one_tensorboard_run_per_repeat_matches_the_curves(comparison):
     assert any("merge: sum" in text for text in texts.values())  # the run's own config
 
 
+def hparams_of(run: Path) -> tuple[dict, bool]:
+    """The HParams session a TensorBoard run declares: its hyperparameters, and whether it ended."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    from .tensorboard_events import read_events
+
+    hparams, ended = {}, False
+    for path in run.glob("events.out.tfevents.*"):
+        for event in read_events(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    for name, hparam in data.session_start_info.hparams.items():
+                        hparams[name] = getattr(hparam, hparam.WhichOneof("kind"))
+                    ended = ended or data.HasField("session_end_info")
+    return hparams, ended
+
+
+def test_each_run_declares_its_settings_for_tensorboards_hparams_tab(comparison):
+    out, _, _ = comparison
+    records = {
+        (r["variant"], r["repeat"]): r for r in map(json.loads, map(Path.read_text, (out / "results").rglob("*.json")))
+    }
+    for variant, merge, direction in (("bilstm-sum", "sum", "none"), ("lstm-forward", "none", "forward")):
+        hparams, ended = hparams_of(out / "tensorboard" / "generated" / variant / "repeat-002")
+        assert ended
+        assert hparams["variant"] == variant and hparams["dataset"] == "generated"
+        assert hparams["repeat"] == 2 and hparams["seed"] == records[(variant, 2)]["seed"]
+        assert (hparams["model.merge"], hparams["model.direction"]) == (merge, direction)
+        assert hparams["model.units"] == 6 and hparams["train.epochs"] == records[(variant, 2)]["epochs_run"]
+
+
 def synthetic_record(loss: float, accuracy: float) -> dict:
     """A finished run's record as compare writes it, reduced to what the summary reads."""
     history = {"epoch": [1, 2], "val_loss": [loss + 0.1, loss], "val_accuracy": [accuracy - 0.1, accuracy]}

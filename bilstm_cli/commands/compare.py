@@ -64,6 +64,28 @@ class ComparePlan:
     executor: str = "local"
 
 
+# a run's settings shown in TensorBoard's HParams tab (with its dataset, variant, repeat, seed)
+HPARAM_KEYS = (
+    "model.kind", "model.cell", "model.direction", "model.merge", "model.units", "model.layers", "model.dropout",
+    "model.pooling", "train.optimizer", "train.learning_rate", "train.batch_size", "train.epochs",
+)  # fmt: skip
+
+
+def run_hparams(settings: Config, record: dict) -> dict[str, str | float | bool]:
+    """What TensorBoard's HParams tab filters and sorts a comparison's runs by."""
+    values: dict[str, str | float | bool] = {
+        "dataset": record["dataset"],
+        "variant": record["variant"],
+        "repeat": record["repeat"],
+        "seed": record["seed"],
+    }
+    for key in HPARAM_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(settings, section), name)
+        values[key] = "none" if value is None else value
+    return values
+
+
 def run_compare(
     config: Config,
     variants: list[Variant],
@@ -155,7 +177,10 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
             if config.output.tensorboard:  # one TensorBoard run per (dataset, variant, repeat)
                 settings = run_configs[(dataset, variant)]
                 events = out_dir / TENSORBOARD / slug(dataset) / slug(variant) / f"repeat-{repeat:03d}"
-                write_history_events(events, record["history"], settings.train.learning_rate, settings.to_yaml())
+                hparams = run_hparams(settings, record)
+                write_history_events(
+                    events, record["history"], settings.train.learning_rate, settings.to_yaml(), hparams
+                )
             reporter.on_result(record)
 
         notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"

@@ -125,7 +125,13 @@ def trim_events(directory: Path, last_epoch: int) -> None:
             atomic.write_bytes(path, trimmed)
 
 
-def write_history_events(directory: Path, history: dict[str, Sequence[Any]], learning_rate: float, config_yaml: str):
+def write_history_events(
+    directory: Path,
+    history: dict[str, Sequence[Any]],
+    learning_rate: float,
+    config_yaml: str,
+    hparams: dict[str, str | float | bool] | None = None,
+):
     """Write one finished run's history as one TensorBoard run (``compare``: one per repeat).
 
     Event files already in ``directory`` are removed first, so a run trained again (e.g. by
@@ -140,6 +146,9 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
             ``val_accuracy``; NaN or None where not scored; ``elapsed`` is not written).
         learning_rate: the run's optimizer learning rate.
         config_yaml: the run's resolved config.
+        hparams: the run's settings for TensorBoard's HParams tab (filter and sort runs by
+            them; its metrics are the run's own scalars, val_loss and val_accuracy). Written
+            as the plugin's session start and end; TensorBoard infers the experiment from them.
     """
     if directory.is_dir():
         for stale in directory.glob(EVENT_FILE_PATTERN):
@@ -155,6 +164,11 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
     writer = EventsWriter(str(directory / "events"), f".{os.getpid()}")
     try:
         writer.write_event(Event(wall_time=now, step=0, summary=text(CONFIG_TAG, f"```yaml\n{config_yaml}```")))
+        if hparams:
+            from tensorboardX.summary import hparams as hparams_summaries
+
+            _, session_start, session_end = hparams_summaries(hparams, {"val_loss": None, "val_accuracy": None})
+            writer.write_event(Event(wall_time=now, step=0, summary=session_start))
         for index, epoch in enumerate(history["epoch"]):
             values = [
                 Summary.Value(tag=tag, simple_value=float(history[tag][index]))
@@ -164,6 +178,8 @@ def write_history_events(directory: Path, history: dict[str, Sequence[Any]], lea
             if _present(history["val_loss"][index]):
                 values.append(Summary.Value(tag=LEARNING_RATE, simple_value=_rate(history, index, learning_rate)))
             writer.write_event(Event(wall_time=now, step=int(epoch), summary=Summary(value=values)))
+        if hparams:
+            writer.write_event(Event(wall_time=now, step=int(history["epoch"][-1]), summary=session_end))
     finally:
         writer.close()
 
