@@ -1,0 +1,287 @@
+"""``bilstm tune``: search a config space with Optuna, confirm the finalists, train the winner.
+
+Phases, each resumable (``--resume DIR`` after Ctrl-C or kill -9):
+
+1. search: trials asked from the study, trained one at a time in this process (with a
+   pruning callback), told back; the study is in SQLite (``study.db``) or ``--storage``;
+2. confirm: the ``top_k`` best trials and the starting config re-run by ``run_compare`` as
+   a paired comparison in ``confirm/`` with fresh seeds, scored on data the search never saw;
+3. the winner's config as ``best.yaml``, trained on all the training data into ``best-run/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import backend
+from ..compare.plan import comparison_datasets
+from ..compare.summary import load_results
+from ..config.resolve import with_overrides
+from ..config.schema import CompareConfig, Config, DatasetSpec, OutputConfig, TuneConfig
+from ..config.variants import comparison_variants
+from ..data import stdin_data
+from ..data.prepare import read_files
+from ..device import select_device
+from ..engine.session import recordable
+from ..errors import ConfigError, Interrupted
+from ..fileio import atomic
+from ..fileio.files import write_json
+from ..runs import directory
+from ..signals import StopRequest
+from ..tune import confirm, outputs
+from ..tune.space import Dimension
+from ..tune.study import FAILED, finished, open_study, parse_duration, recover_stale, trials_budget
+from ..tune.trial import train_trial
+
+NO_CONFIRMATION = "no confirmation (tune.confirm_repeats: 0): search scores only, which are optimistic"
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    summary: dict[str, Any]
+    wall_seconds: float
+
+
+def run_tune(
+    config: Config,
+    dimensions: list[Dimension],
+    reporter,
+    compare_reporter,
+    train_reporter,
+    out: str | None = None,
+    resume: str | None = None,
+) -> TuneResult:
+    """Search, confirm and train the winner (see the module's docstring).
+
+    Args:
+        config: the resolved config (its ``tune`` section; for ``resume``: the saved one).
+        dimensions: the checked search space (:func:`~bilstm_cli.tune.space.search_space`).
+        reporter: receives the search's start, each finished trial and messages.
+        compare_reporter, train_reporter: the confirmation's and the best run's reporters.
+        out: the tune directory of a new search (default ``output.root/<timestamp>-tune``).
+        resume: a tune directory to continue.
+    """
+    try:
+        return _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, resume)
+    finally:
+        directory.release_run_directories()
+
+
+def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, resume) -> TuneResult:
+    started = time.perf_counter()
+    backend.select(config.train.backend)
+    stdin_data.require_data(config.data)
+    if resume is None:
+        config = recordable(config)
+        config.tune.space = {d.key: d.spec() for d in dimensions}
+        folder = directory.prepare_run_directory(
+            directory.run_directory(config.output, "tune", out), config.output.overwrite
+        )
+        directory.save_config(folder, config)
+    else:
+        folder = Path(resume)
+        directory.hold_run_directory(folder)
+    seed = config.train.seed
+    search, dataset = _search_data(config, folder, seed)
+
+    # ---------------------------------------------------------------- search
+    study = open_study(config.tune, folder, dimensions, seed, create=resume is None)
+    stale = recover_stale(study) if resume is not None else []
+    budget = trials_budget(config.tune, dimensions)
+    seconds = parse_duration(config.tune.timeout)
+    reporter.start(
+        {
+            "folder": str(folder),
+            "dimensions": [d.spec() for d in dimensions],
+            "keys": [d.key for d in dimensions],
+            "trials": budget,
+            "timeout": seconds,
+            "done": len(finished(study)),
+            "seed": seed,
+            "sampler": config.tune.sampler,
+            "pruner": config.tune.pruner,
+            "metric": config.tune.metric,
+            "stale": stale,
+        }
+    )
+    files = read_files(search.data)
+    prepared: dict = {}
+    device = select_device(config.train.device)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    interrupted = False
+    try:
+        with StopRequest("stopping after this trial's next chunk; finished trials are kept") as stop:
+            while (budget is None or len(finished(study)) < budget) and not stop.requested:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if not _run_one(study, search, dimensions, seed, device, files, prepared, reporter, stop):
+                    interrupted = True
+                    break
+                outputs.write_trials(folder, study)
+            interrupted = interrupted or stop.requested
+    finally:
+        outputs.write_trials(folder, study)
+        reporter.close()
+    if interrupted:
+        raise Interrupted(
+            f"search stopped with {len(finished(study))} finished trials, saved in {folder}",
+            f"resume with: bilstm tune --resume {folder}",
+        )
+
+    # ---------------------------------------------------------------- confirm
+    higher = config.tune.metric == "accuracy"
+    from ..tune.study import best_trials
+
+    top = best_trials(study, config.tune.top_k, higher)
+    if not top:
+        raise Interrupted(
+            f"no trial finished with a score ({len(finished(study))} pruned or failed); nothing to confirm",
+            f"widen the space or lower --pruner pressure, then: bilstm tune --resume {folder} --trials N",
+        )
+    judgement, dropped = None, []
+    if config.tune.confirm_repeats > 0:
+        judgement, dropped = _confirm(config, folder, dataset, top, seed, compare_reporter)
+        directory.hold_run_directory(folder)
+    winner_name = judgement["winner"] if judgement else confirm.trial_name(top[0].number)
+    by_name = {confirm.trial_name(t.number): t for t in top}
+    params = {} if winner_name == confirm.BASELINE else dict(by_name[winner_name].params)
+
+    # ---------------------------------------------------------------- best.yaml and best-run
+    best = with_overrides(config, params, winner_name)
+    best.tune, best.compare, best.output = TuneConfig(), CompareConfig(), OutputConfig()
+    atomic.write_text(folder / outputs.BEST_YAML, best.to_yaml())
+    run_dir = folder / outputs.BEST_RUN
+    if not (run_dir / directory.METRICS).exists():
+        from .train import run_train
+
+        to_train = best.model_copy(deep=True)
+        to_train.output.overwrite = True  # a best-run/ left by a killed run is bilstm's own
+        run_train(to_train, train_reporter, out=str(run_dir))
+        directory.hold_run_directory(folder)
+    plots = outputs.write_plots(folder, study)
+    summary = _summary(config, study, top, dropped, judgement, winner_name, params, budget, plots)
+    write_json(folder / outputs.SUMMARY, summary)
+    return TuneResult(folder, summary, time.perf_counter() - started)
+
+
+def _search_data(config: Config, folder: Path, seed: int) -> tuple[Config, DatasetSpec]:
+    """The search's config (training data only: no test file; without one, a split of the
+    training file held out first) and the confirmation's dataset (data the search never saw)."""
+    data = config.data
+    if data.train_path is None:  # generated: the confirmation validates on a fresh set
+        settings = {"data.validation_seed": confirm.fresh_validation_seed(data.validation_seed)}
+        return config, DatasetSpec(name="generated-fresh", settings=settings)
+    name = Path(data.train_path).stem
+    if data.test_path is not None:
+        search = with_overrides(config, {"data.test_path": None}, "the search")
+        return search, DatasetSpec(name=name, train=data.train_path, val=data.val_path, test=data.test_path)
+    train, held = outputs.held_out_split(folder, data.train_path, config.tune.holdout, seed)
+    search = with_overrides(config, {"data.train_path": train}, "the search")
+    return search, DatasetSpec(name=name, train=train, val=data.val_path, test=held)
+
+
+def _run_one(study, search: Config, dimensions, seed, device, files, prepared, reporter, stop) -> bool:
+    """Ask, train and tell one trial; False when it was interrupted (it stays RUNNING, and
+    ``--resume`` runs it again)."""
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    params = {d.key: d.suggest(trial) for d in dimensions}
+    reporter.trial_started(trial.number, params)
+    try:
+        settings = with_overrides(search, params, f"trial {trial.number}")
+    except ConfigError as exc:  # two values that the schema refuses together
+        trial.set_user_attr(FAILED, exc.message)
+        study.tell(trial, state=TrialState.FAIL)
+        reporter.trial_finished(_row(study, trial.number, params, "failed", None, 0, 0.0, exc.message))
+        return True
+    metric = search.tune.metric
+
+    def report(value: float, epoch: int) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    outcome = train_trial(settings, seed, device, files, prepared, metric, report, lambda: stop.requested)
+    if outcome.state == "interrupted":
+        return False
+    trial.set_user_attr("epochs_run", outcome.epochs_run)
+    trial.set_user_attr("seconds", round(outcome.seconds, 3))
+    if outcome.state == "complete":
+        study.tell(trial, outcome.score)
+    elif outcome.state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.set_user_attr(FAILED, outcome.error or "failed")
+        study.tell(trial, state=TrialState.FAIL)
+    reporter.trial_finished(
+        _row(study, trial.number, params, outcome.state, outcome.score, outcome.epochs_run, outcome.seconds, None)
+    )
+    return True
+
+
+def _row(study, number, params, state, score, epochs, seconds, note) -> dict[str, Any]:
+    try:
+        best = study.best_trial
+        best_so_far = {"number": best.number, "score": best.value}
+    except ValueError:  # no complete trial yet
+        best_so_far = None
+    return {
+        "number": number,
+        "params": params,
+        "state": state,
+        "score": score,
+        "epochs": epochs,
+        "seconds": seconds,
+        "best": best_so_far,
+        "note": note,
+    }
+
+
+def _confirm(config: Config, folder: Path, dataset: DatasetSpec, top, seed: int, reporter):
+    """The paired comparison of the finalists and the baseline in ``confirm/``, judged."""
+    from .compare import run_compare
+
+    base = config.model_copy(deep=True)
+    variants, dropped = confirm.finalist_variants(base, [(t.number, dict(t.params)) for t in top])
+    settings = confirm.confirm_config(base, variants, dataset, seed)
+    chosen = comparison_variants(settings)
+    datasets = comparison_datasets(settings)
+    target = folder / outputs.CONFIRM
+    resume = str(target) if (target / directory.CONFIG).exists() else None
+    result = run_compare(settings, chosen, reporter, datasets, out=str(target), resume=resume)
+    names = [v.name for v in chosen]
+    records = load_results(result.out, [datasets[0].name], names, settings.compare.repeats)[datasets[0].name]
+    scores = {confirm.trial_name(t.number): t.value for t in top}
+    return confirm.judge(records, config.tune.metric, scores), dropped
+
+
+def _summary(config, study, top, dropped, judgement, winner, params, budget, plots) -> dict[str, Any]:
+    states: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    return {
+        "metric": config.tune.metric,
+        "higher_is_better": config.tune.metric == "accuracy",
+        "search_seed": config.train.seed,
+        "space": dict(config.tune.space),
+        "sampler": config.tune.sampler,
+        "pruner": config.tune.pruner,
+        "budget": {"trials": budget, "timeout": config.tune.timeout},
+        "trials": states,
+        "finalists": [{"name": confirm.trial_name(t.number), "params": t.params, "search_score": t.value} for t in top],
+        "same_as_baseline": [confirm.trial_name(n) for n in dropped],
+        "confirmation": judgement,
+        "winner": {"name": winner, "params": params},
+        "verdict": judgement["verdict"] if judgement else NO_CONFIRMATION,
+        "files": {
+            "trials": outputs.TRIALS_CSV,
+            "best_yaml": outputs.BEST_YAML,
+            "best_run": outputs.BEST_RUN,
+            "confirm": outputs.CONFIRM if judgement else None,
+            "plots": plots,
+        },
+    }
