@@ -24,6 +24,12 @@ from ..config.schema import Config
 from ..config.variants import NOT_VARIABLE
 from ..errors import ConfigError, UsageError
 
+# keys a search cannot vary (as a comparison's grid cannot), with the reason
+NOT_SEARCHABLE = {
+    **NOT_VARIABLE,
+    "train.seed": "every trial trains with the search seed (--seed); the confirmation draws fresh ones",
+    "tune": "tune.* settings are the search's own",
+}
 SYNTAX = "int:LOW:HIGH[:log], float:LOW:HIGH[:log] or choice:A,B,..."
 
 
@@ -145,16 +151,15 @@ def check_space(config: Config, dimensions: list[Dimension], sources: dict[str, 
     """Every bound and choice validated by the schema, one key at a time (exit 2 naming it)."""
     for dimension in dimensions:
         where = sources.get(dimension.key, f"--search {dimension.key}")
-        reason = NOT_VARIABLE.get(dimension.key) or NOT_VARIABLE.get(dimension.key.split(".", 1)[0])
-        if dimension.key.split(".", 1)[0] == "tune":
-            reason = "tune.* settings are the search's own"
+        reason = NOT_SEARCHABLE.get(dimension.key) or NOT_SEARCHABLE.get(dimension.key.split(".", 1)[0])
         if reason:
             raise UsageError(f"{where}: cannot be searched; {reason}")
         for value in dimension.examples():
             try:
                 with_overrides(config, {dimension.key: value}, where)
             except ConfigError as exc:
-                raise ConfigError(f"{exc.message}", "change the search spec's bounds or choices") from None
+                hint = None if "unknown key" in exc.message else "change the search spec's bounds or choices"
+                raise ConfigError(exc.message, hint) from None
 
 
 def params_overrides(params: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def open_study(tune: TuneConfig, folder: Path, dimensions: list[Dimension], seed
     optuna = require_optuna()
     direction = "maximize" if tune.metric == "accuracy" else "minimize"
     if tune.sampler == "grid":
-        sampler = optuna.samplers.GridSampler(grid_space(dimensions), seed=seed)
+        sampler = _grid_sampler(optuna)(grid_space(dimensions), seed=seed)
     elif tune.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
@@ -82,6 +82,17 @@ def open_study(tune: TuneConfig, folder: Path, dimensions: list[Dimension], seed
         if isinstance(exc, UsageError):
             raise
         raise UsageError(f"cannot open the study storage {url}: {type(exc).__name__}: {exc}") from None
+
+
+def _grid_sampler(optuna):
+    """Optuna's grid sampler without its ``study.stop()`` when the grid is exhausted (which
+    only works inside ``study.optimize``; the driver's budget never asks past the grid)."""
+
+    class AskAndTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return AskAndTellGridSampler
 
 
 def _engine_options(url: str) -> dict[str, Any]:
