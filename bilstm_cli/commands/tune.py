@@ -21,7 +21,7 @@ from ..compare.plan import comparison_datasets
 from ..compare.summary import load_results
 from ..config.resolve import with_overrides
 from ..config.schema import CompareConfig, Config, DatasetSpec, OutputConfig, TuneConfig
-from ..config.variants import comparison_variants
+from ..config.variants import comparison_variants, recorded_variants
 from ..data import stdin_data
 from ..data.prepare import read_files
 from ..device import select_device
@@ -36,6 +36,7 @@ from ..tune.space import Dimension
 from ..tune.study import FAILED, finished, open_study, parse_duration, recover_stale, trials_budget
 from ..tune.trial import train_trial
 
+RUN_TIME_KEYS = ("workers", "executor", "address", "cpus_per_run", "gpus_per_run")
 NO_CONFIRMATION = "no confirmation (tune.confirm_repeats: 0): search scores only, which are optimistic"
 
 
@@ -74,6 +75,7 @@ def run_tune(
 def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, resume) -> TuneResult:
     started = time.perf_counter()
     backend.select(config.train.backend)
+    _quiet_retracing()
     stdin_data.require_data(config.data)
     if resume is None:
         config = recordable(config)
@@ -155,7 +157,7 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
     best.tune, best.compare, best.output = TuneConfig(), CompareConfig(), OutputConfig()
     atomic.write_text(folder / outputs.BEST_YAML, best.to_yaml())
     run_dir = folder / outputs.BEST_RUN
-    if not (run_dir / directory.METRICS).exists():
+    if not ((run_dir / directory.METRICS).exists() and _saved_equals(run_dir, best, ("model", "train", "data"))):
         from .train import run_train
 
         to_train = best.model_copy(deep=True)
@@ -166,6 +168,16 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
     summary = _summary(config, study, top, dropped, judgement, winner_name, params, budget, plots)
     write_json(folder / outputs.SUMMARY, summary)
     return TuneResult(folder, summary, time.perf_counter() - started)
+
+
+def _quiet_retracing() -> None:
+    """Every trial compiles its own program: TensorFlow's "triggered tf.function retracing"
+    warning is expected here, not advice (shown with --debug)."""
+    import logging
+    import os
+
+    if not os.environ.get("BILSTM_DEBUG"):
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _search_data(config: Config, folder: Path, seed: int) -> tuple[Config, DatasetSpec]:
@@ -251,12 +263,35 @@ def _confirm(config: Config, folder: Path, dataset: DatasetSpec, top, seed: int,
     chosen = comparison_variants(settings)
     datasets = comparison_datasets(settings)
     target = folder / outputs.CONFIRM
-    resume = str(target) if (target / directory.CONFIG).exists() else None
+    # a confirmation of other finalists (the search went on with a larger budget) is replaced
+    recorded = settings.model_copy(deep=True)
+    recorded.compare.variants, recorded.compare.datasets = recorded_variants(chosen), datasets
+    resume = str(target) if _saved_equals(target, recorded, ("compare", "model", "train", "data")) else None
     result = run_compare(settings, chosen, reporter, datasets, out=str(target), resume=resume)
     names = [v.name for v in chosen]
     records = load_results(result.out, [datasets[0].name], names, settings.compare.repeats)[datasets[0].name]
     scores = {confirm.trial_name(t.number): t.value for t in top}
     return confirm.judge(records, config.tune.metric, scores), dropped
+
+
+def _saved_equals(folder: Path, config: Config, sections: tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds a saved config with the same ``sections`` as ``config`` (the
+    backend aside): what a resume may keep."""
+    if not (folder / directory.CONFIG).exists():
+        return False
+    try:
+        saved = directory.load_saved_config(folder, {})
+    except Exception:  # noqa: BLE001 - unreadable: replace it
+        return False
+
+    def dump(settings: Config) -> dict:
+        values = {name: getattr(settings, name).model_dump(mode="json") for name in sections}
+        values.get("train", {}).pop("backend", None)
+        for key in RUN_TIME_KEYS:  # how it runs, not what it computes
+            values.get("compare", {}).pop(key, None)
+        return values
+
+    return dump(saved) == dump(config)
 
 
 def _summary(config, study, top, dropped, judgement, winner, params, budget, plots) -> dict[str, Any]:
