@@ -116,7 +116,6 @@ def print_tune_summary(summary: dict, console: Console, wall_seconds: float | No
         title = (
             f"confirmation: {len(judgement['rows'])} configs x {judgement['repeats']} paired repeats, fresh seeds, "
             f"{summary['metric']} on held-out {split} data"
-            + (f" ({seconds(wall_seconds)})" if wall_seconds is not None else "")
         )
         table = Table(
             "config", "params", "search", "confirmed", "optimism", "vs baseline", "p (Holm)", "verdict", title=title
@@ -135,7 +134,8 @@ def print_tune_summary(summary: dict, console: Console, wall_seconds: float | No
         console.print(table)
     console.print(f"verdict: {summary['verdict']}")
     winner = summary["winner"]
-    console.print(f"winner: {winner['name']} {params_text(winner['params'])}".rstrip())
+    took = f" (search, confirmation and best run: {seconds(wall_seconds)})" if wall_seconds is not None else ""
+    console.print(f"winner: {winner['name']} {params_text(winner['params'])}".rstrip() + took)
 
 
 def _interval(mean: float, interval: list) -> str:

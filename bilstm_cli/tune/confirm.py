@@ -145,4 +145,9 @@ def _verdict(rows: list[dict[str, Any]], best: dict[str, Any], repeats: int, hig
     return (
         f"{top['variant']} is significantly better than the starting config on held-out {split} data "
         f"(mean difference {top['difference']:+.4g}, Holm-adjusted p = {top['p_holm']:.3g}, {repeats} paired repeats)"
+        + (
+            f"; {len(better) - 1} other finalist(s) too, and finalists are not tested against each other"
+            if len(better) > 1
+            else ""
+        )
     )
