@@ -162,7 +162,13 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
 
         to_train = best.model_copy(deep=True)
         to_train.output.overwrite = True  # a best-run/ left by a killed run is bilstm's own
-        run_train(to_train, train_reporter, out=str(run_dir))
+        try:
+            run_train(to_train, train_reporter, out=str(run_dir))
+        except Interrupted as exc:
+            raise Interrupted(
+                f"the best run stopped; the search and its confirmation are saved in {folder}",
+                f"resume with: bilstm tune --resume {folder}",
+            ) from exc
         directory.hold_run_directory(folder)
     plots = outputs.write_plots(folder, study)
     summary = _summary(config, study, top, dropped, judgement, winner_name, params, budget, plots)
@@ -267,7 +273,13 @@ def _confirm(config: Config, folder: Path, dataset: DatasetSpec, top, seed: int,
     recorded = settings.model_copy(deep=True)
     recorded.compare.variants, recorded.compare.datasets = recorded_variants(chosen), datasets
     resume = str(target) if _saved_equals(target, recorded, ("compare", "model", "train", "data")) else None
-    result = run_compare(settings, chosen, reporter, datasets, out=str(target), resume=resume)
+    try:
+        result = run_compare(settings, chosen, reporter, datasets, out=str(target), resume=resume)
+    except Interrupted as exc:
+        raise Interrupted(
+            f"confirmation stopped; the search's trials and the confirmation's finished runs are saved in {folder}",
+            f"resume with: bilstm tune --resume {folder}",
+        ) from exc
     names = [v.name for v in chosen]
     records = load_results(result.out, [datasets[0].name], names, settings.compare.repeats)[datasets[0].name]
     scores = {confirm.trial_name(t.number): t.value for t in top}
