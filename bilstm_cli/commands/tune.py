@@ -26,7 +26,7 @@ from ..data import stdin_data
 from ..data.prepare import read_files
 from ..device import select_device
 from ..engine.session import recordable
-from ..errors import ConfigError, Interrupted
+from ..errors import BilstmError, ConfigError, Interrupted
 from ..fileio import atomic
 from ..fileio.files import write_json
 from ..runs import directory
@@ -140,9 +140,9 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
 
     top = best_trials(study, config.tune.top_k, higher)
     if not top:
-        raise Interrupted(
+        raise BilstmError(
             f"no trial finished with a score ({len(finished(study))} pruned or failed); nothing to confirm",
-            f"widen the space or lower --pruner pressure, then: bilstm tune --resume {folder} --trials N",
+            f"give the search more time or trials: bilstm tune --resume {folder} --trials N (or --timeout)",
         )
     judgement, dropped = None, []
     if config.tune.confirm_repeats > 0:
