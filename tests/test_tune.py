@@ -164,17 +164,38 @@ def test_without_a_test_file_a_split_is_held_out_before_the_search(tmp_path):
     assert "no confirmation" in json.loads((out / "summary.json").read_text())["verdict"]
 
 
+def _states(db: Path) -> list[str]:
+    """The trials' states in number order, read straight from the SQLite file (fast enough to
+    catch a trial while it runs; nothing while the study is being created)."""
+    import sqlite3
+
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as connection:
+            return [row[0] for row in connection.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.Error:
+        return []
+
+
 def _trials(db: Path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
     return optuna.load_study(study_name="bilstm-tune", storage=storage).get_trials()
+
+
+def _epochs_to_catch() -> int:
+    """Trials long enough to be caught running (JAX trains these tiny ones several times faster)."""
+    from bilstm_cli import backend
+
+    return 200 if backend.name() == "jax" else 100
 
 
 def test_resume_after_sigkill_continues_the_study(tmp_path):
     out = tmp_path / "out"
     args = [
         *("tune", "--search", "model.units=int:4:12", "--search", "train.learning_rate=float:1e-3:1e-1:log"),
-        *tiny_flags(epochs=120, log_every=20, seed=SEED),
-        *("--trials", 4, "--pruner", "none", "--confirm-repeats", 0, "--out", str(out), "--quiet"),
+        *tiny_flags(epochs=_epochs_to_catch(), log_every=20, seed=SEED),
+        *("--trials", 3, "--pruner", "none", "--confirm-repeats", 0, "--out", str(out), "--quiet"),
     ]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "bilstm_cli", *map(str, args)]
@@ -183,16 +204,11 @@ def test_resume_after_sigkill_continues_the_study(tmp_path):
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
             if process.poll() is not None:
                 pytest.fail(f"the search ended before it was killed: {process.stderr.read().decode()}")
-            if not db.exists():
-                continue
-            try:
-                states = [t.state.name for t in _trials(db)]
-            except Exception:  # noqa: BLE001 - the study is being created
-                continue
-            if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
+            states = _states(db)
+            if states.count("COMPLETE") >= 1 and states[-1:] == ["RUNNING"]:
                 break
         else:
             pytest.fail("no running trial to kill")
@@ -214,8 +230,10 @@ def test_resume_after_sigkill_continues_the_study(tmp_path):
     (killed,) = [t for t in after if t.number == stale[0]]
     assert killed.state.name == "FAIL" and killed.user_attrs.get("stale")
     retries = [t for t in after if t.user_attrs.get("retry_of") == stale[0]]
-    assert len(retries) == 1 and retries[0].params == killed.params and retries[0].state.name == "COMPLETE"
-    assert sum(t.state.name == "COMPLETE" for t in after) == 4
+    # the retry has the killed trial's values (all it had drawn: it may be killed between two draws)
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert killed.params.items() <= retries[0].params.items()
+    assert sum(t.state.name == "COMPLETE" for t in after) == 3
     assert (out / "best-run" / "model.keras").exists()
 
 
