@@ -389,7 +389,7 @@ def compare(config_file, assignments, resume, as_json, quiet, **options):
 @click.option("--test-data", "test_path", type=file_path(), help="Test file: only the confirmation scores on it.")
 @click.option("--epochs", type=int, help="Training epochs per trial.")
 @click.option("--seed", type=int, help="Search seed (every trial trains with it).")
-@click.option("--workers", type=int, help="Confirmation: worker processes (trials train in this process).")
+@click.option("--workers", type=int, help="Trials trained at once in worker processes; the confirmation's too.")
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Confirmation: local processes or Ray.")
 @backend_option
 @device_option

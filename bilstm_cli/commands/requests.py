@@ -210,6 +210,7 @@ def tune_request(
     _check_not_in_use(resume or options.get("out"))
     run_time = {
         "train.device": options.get("device"),
+        "tune.workers": options.get("workers"),
         "compare.workers": options.get("workers"),
         "compare.executor": options.get("executor"),
     }

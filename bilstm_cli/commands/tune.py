@@ -34,7 +34,7 @@ from ..signals import StopRequest
 from ..tune import confirm, outputs
 from ..tune.space import Dimension
 from ..tune.study import FAILED, finished, open_study, parse_duration, recover_stale, trials_budget
-from ..tune.trial import train_trial
+from ..tune.trial import quiet_retracing, train_trial
 
 RUN_TIME_KEYS = ("workers", "executor", "address", "cpus_per_run", "gpus_per_run")
 NO_CONFIRMATION = "no confirmation (tune.confirm_repeats: 0): search scores only, which are optimistic"
@@ -75,7 +75,7 @@ def run_tune(
 def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, resume) -> TuneResult:
     started = time.perf_counter()
     backend.select(config.train.backend)
-    _quiet_retracing()
+    quiet_retracing()
     stdin_data.require_data(config.data)
     if resume is None:
         config = recordable(config)
@@ -111,19 +111,15 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
         }
     )
     files = read_files(search.data)
-    prepared: dict = {}
-    device = select_device(config.train.device)
     deadline = None if seconds is None else time.monotonic() + seconds
     interrupted = False
     try:
-        with StopRequest("stopping after this trial's next chunk; finished trials are kept") as stop:
-            while (budget is None or len(finished(study)) < budget) and not stop.requested:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if not _run_one(study, search, dimensions, seed, device, files, prepared, reporter, stop):
-                    interrupted = True
-                    break
-                outputs.write_trials(folder, study)
+        with StopRequest("stopping the running trials at their next chunk; finished trials are kept") as stop:
+            search_run = _Search(study, search, dimensions, seed, budget, deadline, reporter, folder, stop)
+            if config.tune.workers > 1:
+                interrupted = search_run.in_processes(files, config.tune.workers)
+            else:
+                interrupted = search_run.here(files, select_device(config.train.device))
             interrupted = interrupted or stop.requested
     finally:
         outputs.write_trials(folder, study)
@@ -176,16 +172,6 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
     return TuneResult(folder, summary, time.perf_counter() - started)
 
 
-def _quiet_retracing() -> None:
-    """Every trial compiles its own program: TensorFlow's "triggered tf.function retracing"
-    warning is expected here, not advice (shown with --debug)."""
-    import logging
-    import os
-
-    if not os.environ.get("BILSTM_DEBUG"):
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
 def _search_data(config: Config, folder: Path, seed: int) -> tuple[Config, DatasetSpec]:
     """The search's config (training data only: no test file; without one, a split of the
     training file held out first) and the confirmation's dataset (data the search never saw)."""
@@ -202,46 +188,115 @@ def _search_data(config: Config, folder: Path, seed: int) -> tuple[Config, Datas
     return search, DatasetSpec(name=name, train=train, val=data.val_path, test=held)
 
 
-def _run_one(study, search: Config, dimensions, seed, device, files, prepared, reporter, stop) -> bool:
-    """Ask, train and tell one trial; False when it was interrupted (it stays RUNNING, and
-    ``--resume`` runs it again)."""
-    from optuna.trial import TrialState
+class _Search:
+    """The search loop: ask, train (here or in worker processes), tell, until the budget."""
 
-    trial = study.ask()
-    params = {d.key: d.suggest(trial) for d in dimensions}
-    reporter.trial_started(trial.number, params)
-    try:
-        settings = with_overrides(search, params, f"trial {trial.number}")
-    except ConfigError as exc:  # two values that the schema refuses together
-        trial.set_user_attr(FAILED, exc.message)
-        study.tell(trial, state=TrialState.FAIL)
-        reporter.trial_finished(_row(study, trial.number, params, "failed", None, 0, 0.0, exc.message))
-        return True
-    metric = search.tune.metric
+    def __init__(self, study, search: Config, dimensions, seed, budget, deadline, reporter, folder, stop):
+        self.study, self.search, self.dimensions, self.seed = study, search, dimensions, seed
+        self.budget, self.deadline, self.reporter, self.folder, self.stop = budget, deadline, reporter, folder, stop
+        self.metric = search.tune.metric
 
-    def report(value: float, epoch: int) -> bool:
-        trial.report(value, epoch)
-        return trial.should_prune()
+    def _may_ask(self, running: int = 0) -> bool:
+        if self.stop.requested or (self.deadline is not None and time.monotonic() >= self.deadline):
+            return False
+        return self.budget is None or len(finished(self.study)) + running < self.budget
 
-    outcome = train_trial(settings, seed, device, files, prepared, metric, report, lambda: stop.requested)
-    if outcome.state == "interrupted":
+    def _ask(self):
+        """A new trial, its values and its config; None when the schema refuses its values
+        together (the trial is told FAIL)."""
+        from optuna.trial import TrialState
+
+        trial = self.study.ask()
+        params = {d.key: d.suggest(trial) for d in self.dimensions}
+        self.reporter.trial_started(trial.number, params)
+        try:
+            return trial, params, with_overrides(self.search, params, f"trial {trial.number}")
+        except ConfigError as exc:  # two values that the schema refuses together
+            trial.set_user_attr(FAILED, exc.message)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.reporter.trial_finished(_row(self.study, trial.number, params, "failed", None, 0, 0.0, exc.message))
+            outputs.write_trials(self.folder, self.study)
+            return None
+
+    def _tell(self, trial, params, outcome) -> None:
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("epochs_run", outcome.epochs_run)
+        trial.set_user_attr("seconds", round(outcome.seconds, 3))
+        if outcome.state == "complete":
+            self.study.tell(trial, outcome.score)
+        elif outcome.state == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            trial.set_user_attr(FAILED, outcome.error or "failed")
+            self.study.tell(trial, state=TrialState.FAIL)
+        self.reporter.trial_finished(
+            _row(self.study, trial.number, params, outcome.state, outcome.score, outcome.epochs_run, outcome.seconds)
+        )
+        outputs.write_trials(self.folder, self.study)
+
+    def here(self, files, device) -> bool:
+        """Trials one at a time in this process; True when one was interrupted (it stays
+        RUNNING, and ``--resume`` runs it again)."""
+        prepared: dict = {}
+        while self._may_ask():
+            asked = self._ask()
+            if asked is None:
+                continue
+            trial, params, settings = asked
+
+            def report(value: float, epoch: int, trial=trial) -> bool:
+                trial.report(value, epoch)
+                return trial.should_prune()
+
+            outcome = train_trial(
+                settings, self.seed, device, files, prepared, self.metric, report, lambda: self.stop.requested
+            )
+            if outcome.state == "interrupted":
+                return True
+            self._tell(trial, params, outcome)
         return False
-    trial.set_user_attr("epochs_run", outcome.epochs_run)
-    trial.set_user_attr("seconds", round(outcome.seconds, 3))
-    if outcome.state == "complete":
-        study.tell(trial, outcome.score)
-    elif outcome.state == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        trial.set_user_attr(FAILED, outcome.error or "failed")
-        study.tell(trial, state=TrialState.FAIL)
-    reporter.trial_finished(
-        _row(study, trial.number, params, outcome.state, outcome.score, outcome.epochs_run, outcome.seconds, None)
-    )
-    return True
+
+    def in_processes(self, files, workers: int) -> bool:
+        """Up to ``workers`` trials at once in worker processes (the study stays here)."""
+        from ..tune.parallel import TrialPool
+
+        pool = TrialPool(workers, files)
+        running: dict = {}  # future -> (trial, params)
+        by_number: dict = {}
+        interrupted = False
+
+        def on_report(number: int, value: float, epoch: int) -> bool:
+            trial = by_number[number]
+            trial.report(value, epoch)
+            return trial.should_prune()
+
+        try:
+            while True:
+                while len(running) < workers and self._may_ask(len(running)):
+                    asked = self._ask()
+                    if asked is not None:
+                        trial, params, settings = asked
+                        by_number[trial.number] = trial
+                        running[pool.submit(trial.number, settings, self.seed, self.metric)] = (trial, params)
+                if not running:
+                    return interrupted
+                done = pool.wait(list(running))
+                pool.drain(on_report)  # scores before outcomes: a trial's reports are in the queue first
+                for future in done:
+                    trial, params = running.pop(future)
+                    outcome = future.result()  # a worker's error is raised here
+                    if outcome.state == "interrupted":
+                        interrupted = True
+                    else:
+                        self._tell(trial, params, outcome)
+                if self.stop.requested:
+                    pool.stop()
+        finally:
+            pool.close()
 
 
-def _row(study, number, params, state, score, epochs, seconds, note) -> dict[str, Any]:
+def _row(study, number, params, state, score, epochs, seconds, note=None) -> dict[str, Any]:
     try:
         best = study.best_trial
         best_so_far = {"number": best.number, "score": best.value}

@@ -236,6 +236,7 @@ class TuneConfig(Section):
         0.2, gt=0, lt=1, description="files without a test file: fraction held out for the confirmation"
     )
     storage: Optional[str] = Field(None, description="Optuna storage URL; null = sqlite study.db in the tune dir")
+    workers: int = Field(1, ge=1, le=1024, description="trials trained at once, in worker processes when > 1")
 
 
 class OutputConfig(Section):

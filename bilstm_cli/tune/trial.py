@@ -19,6 +19,16 @@ from ..engine.loop import FitCallbacks, NonFiniteLoss
 from ..engine.session import TrainingSession
 
 
+def quiet_retracing() -> None:
+    """Every trial compiles its own program: TensorFlow's "triggered tf.function retracing"
+    warning is expected here, not advice (shown with --debug)."""
+    import logging
+    import os
+
+    if not os.environ.get("BILSTM_DEBUG"):
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 @dataclass
 class TrialOutcome:
     """How a trial ended: ``state`` is complete, pruned, failed or interrupted."""
