@@ -156,12 +156,27 @@ def test_without_a_test_file_a_split_is_held_out_before_the_search(tmp_path):
     assert result.exit_code == 0, result.stderr
     from bilstm_cli.data.io import read_dataset
 
-    searched, held = (
-        read_dataset(str(out / "holdout" / "search-train.npz")),
-        read_dataset(str(out / "holdout" / "held-out.npz")),
-    )
+    searched = read_dataset(str(out / "holdout" / "search-train.npz"))
+    held = read_dataset(str(out / "holdout" / "held-out.npz"))
     assert searched.size + held.size == 60 and held.size == 12
     assert "no confirmation" in json.loads((out / "summary.json").read_text())["verdict"]
+    trials = _trials(out / "study.db")
+    assert sorted(t.params["model.units"] for t in trials) == [4, 6]  # the grid, each point once
+    assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}  # in this process by default
+
+
+@pytest.mark.slow  # starts worker processes that import the backend (20-30 s on 2 busy cores)
+def test_workers_train_the_trials_while_the_study_stays_in_the_driver(tmp_path):
+    out = tmp_path / "out"
+    result = invoke(
+        "tune",
+        *("--search", "model.units=choice:4,6", *tiny_flags(epochs=4, log_every=2, seed=SEED, units=None)),
+        *("--trials", 2, "--sampler", "grid", "--workers", 2, "--confirm-repeats", 0, "--out", out, "--quiet"),
+    )
+    assert result.exit_code == 0, result.stderr
+    trials = _trials(out / "study.db")
+    assert sorted(t.params["model.units"] for t in trials) == [4, 6]
+    assert os.getpid() not in {t.user_attrs["pid"] for t in trials}
 
 
 def _states(db: Path) -> list[str]:

@@ -223,6 +223,7 @@ class _Search:
 
         trial.set_user_attr("epochs_run", outcome.epochs_run)
         trial.set_user_attr("seconds", round(outcome.seconds, 3))
+        trial.set_user_attr("pid", outcome.pid)
         if outcome.state == "complete":
             self.study.tell(trial, outcome.score)
         elif outcome.state == "pruned":

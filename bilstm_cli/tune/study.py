@@ -116,7 +116,7 @@ def recover_stale(study) -> list[int]:
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     for trial in trials:
-        if trial.user_attrs.get(STALE) and trial.number not in retried and trial.params:
+        if trial.user_attrs.get(STALE) and trial.number not in retried:  # (values drawn so far, maybe none)
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
     return stale
 

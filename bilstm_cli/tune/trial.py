@@ -9,6 +9,7 @@ search's data section never names a test file.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class TrialOutcome:
     seconds: float
     reported: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
+    pid: int = field(default_factory=os.getpid)  # the process that trained it
 
 
 def train_trial(
