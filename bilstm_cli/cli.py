@@ -426,9 +426,9 @@ def tune(config_file, assignments, resume, as_json, quiet, **options):
         print_tune_summary(result.summary, stdout_console(), result.wall_seconds)
         if not quiet:
             console.print(
-                f"saved {result.out}/ (trials.csv, study.db, summary.json, best.yaml, best-run/"
+                f"saved {result.out}/ (trials.csv, summary.json, best.yaml, best-run/"
                 + (", confirm/" if result.summary["confirmation"] else "")
-                + ")"
+                + f"); study: {result.summary['storage']}"
             )
 
 

@@ -33,7 +33,7 @@ from ..runs import directory
 from ..signals import StopRequest
 from ..tune import confirm, outputs
 from ..tune.space import Dimension
-from ..tune.study import FAILED, finished, open_study, parse_duration, recover_stale, trials_budget
+from ..tune.study import FAILED, STUDY_DB, finished, open_study, parse_duration, recover_stale, trials_budget
 from ..tune.trial import quiet_retracing, train_trial
 
 RUN_TIME_KEYS = ("workers", "executor", "address", "cpus_per_run", "gpus_per_run")
@@ -374,6 +374,7 @@ def _summary(config, study, top, dropped, judgement, winner, params, budget, plo
         "sampler": config.tune.sampler,
         "pruner": config.tune.pruner,
         "budget": {"trials": budget, "timeout": config.tune.timeout},
+        "storage": config.tune.storage or STUDY_DB,
         "trials": states,
         "finalists": [{"name": confirm.trial_name(t.number), "params": t.params, "search_score": t.value} for t in top],
         "same_as_baseline": [confirm.trial_name(n) for n in dropped],
