@@ -69,15 +69,17 @@ def open_study(tune: TuneConfig, folder: Path, dimensions: list[Dimension], seed
     url = storage_url(tune, folder)
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_options(url))
-        if create:
-            return optuna.create_study(
-                storage=storage, study_name=STUDY_NAME, direction=direction, sampler=sampler, pruner=pruner
-            )
-        return optuna.load_study(storage=storage, study_name=STUDY_NAME, sampler=sampler, pruner=pruner)
+        # a resume creates it too when the search was killed before its study existed
+        return optuna.create_study(
+            storage=storage,
+            study_name=STUDY_NAME,
+            direction=direction,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=not create,
+        )
     except optuna.exceptions.DuplicatedStudyError:
         raise UsageError(f"the storage {url} already holds a bilstm tune study", "give another --storage") from None
-    except KeyError:
-        raise UsageError(f"no bilstm tune study in {url}", "resume a directory that bilstm tune made") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, an unreachable server
         if isinstance(exc, UsageError):
             raise
