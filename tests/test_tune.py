@@ -284,3 +284,12 @@ def test_bad_space_in_yaml_and_grid_over_a_range_exit_2(tmp_path):
 def test_missing_optuna_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     assert_clean_error(invoke("tune", "--search", "model.units=int:4:8"), 2, 'pip install "bilstm[tune]"')
+
+
+def test_budget_timeout_and_no_budget(tmp_path):
+    # a timeout already spent: no trial starts, and a search without a scored trial fails (exit 1)
+    result = invoke("tune", "--search", "model.units=int:4:8", *TINY, "--timeout", "0s", "--out", tmp_path / "a")
+    assert_clean_error(result, 1, "no trial finished", "--resume")
+    result = invoke("tune", "--search", "model.units=int:4:8", "--set", "tune.trials=null", "--out", tmp_path / "b")
+    assert_clean_error(result, 2, "no budget")
+    assert_clean_error(invoke("tune", "--search", "model.units=int:4:8", "--timeout", "soon"), 2, "tune.timeout")
