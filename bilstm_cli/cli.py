@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands.requests import compare_request, require_files, resolve, train_request
+from .commands.requests import compare_request, require_files, resolve, train_request, tune_request
 from .config.overrides import shared_flags
 from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
@@ -371,6 +371,73 @@ def compare(config_file, assignments, resume, as_json, quiet, **options):
         print_compare_summary(result.summary, stdout_console(), result.wall_seconds)
         if not quiet:
             console.print(f"saved {result.out}/ ({', '.join(result.files)}, config.yaml, configs/, results/)")
+
+
+# ---------------------------------------------------------------------------- tune
+
+
+@main.command()
+@config_options
+@click.option(
+    "--search",
+    multiple=True,
+    metavar="KEY=SPEC",
+    help="A search dimension (repeatable): int:LOW:HIGH[:log], float:LOW:HIGH[:log] or choice:A,B,...",
+)
+@click.option("--trials", type=int, help="Finished trials to reach (tune.trials, default 20).")
+@click.option("--timeout", metavar="DURATION", help="Stop asking for trials after this long: 90s, 10m, 2h.")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), help="Default tpe; grid: all choices.")
+@click.option("--pruner", type=click.Choice(["median", "halving", "none"]), help="Default median.")
+@click.option("--metric", type=click.Choice(METRICS), help="Validation score the search optimises.")
+@click.option("--top-k", type=int, help="Finalists to confirm (default 3).")
+@click.option("--confirm-repeats", type=int, help="Paired repeats of the confirmation (default 10; 0: none).")
+@click.option("--storage", metavar="URL", help="Optuna storage URL (default: sqlite study.db in the tune dir).")
+@click.option("--data", "data_path", type=file_path(), help="Training dataset file (default: generated data).")
+@click.option("--val-data", "val_path", type=file_path(), help="Validation dataset file.")
+@click.option("--test-data", "test_path", type=file_path(), help="Test file: only the confirmation scores on it.")
+@click.option("--epochs", type=int, help="Training epochs per trial.")
+@click.option("--seed", type=int, help="Search seed (every trial trains with it).")
+@click.option("--workers", type=int, help="Trials trained at once in worker processes; the confirmation's too.")
+@click.option("--executor", type=click.Choice(EXECUTORS), help="Confirmation: local processes or Ray.")
+@backend_option
+@device_option
+@click.option("--out", type=folder_path(), help="Tune directory (default: runs/<timestamp>-tune).")
+@click.option("--force", is_flag=True, help="Replace an existing tune directory.")
+@click.option("--resume", type=folder_path(), help="Continue an interrupted search (after Ctrl-C or kill -9).")
+@json_option
+@quiet_option
+def tune(config_file, assignments, resume, as_json, quiet, **options):
+    """Search config values with Optuna, then confirm the best on data the search never saw.
+
+    \b
+    Example:
+      bilstm tune --search model.units=int:8:64:log --search train.learning_rate=float:1e-4:1e-2:log \\
+                  --search model.merge=choice:sum,concat --trials 30 --epochs 300
+    """
+    from .report.comparison import CompareReporter
+    from .report.console import emit_json, stderr_console, stdout_console
+    from .report.training import EpochReporter
+    from .report.tuning import TuneReporter, print_tune_summary
+
+    config, dimensions = tune_request(config_file, assignments, options, resume)
+    console = stderr_console()
+    mode = EpochReporter.choose_mode(as_json, quiet, console)
+    reporter = TuneReporter(mode, console)
+    quiet_mode = "quiet" if mode == "json" else mode
+    compare_reporter = CompareReporter(quiet_mode, console)
+    train_reporter = EpochReporter(config.train.epochs, "quiet", console)
+    run_tune = load_command("tune", config.train.backend)
+    result = run_tune(config, dimensions, reporter, compare_reporter, train_reporter, out=options["out"], resume=resume)
+    if as_json:
+        emit_json({"event": "finished", **result.summary, "out": str(result.out), "wall_seconds": result.wall_seconds})
+    else:
+        print_tune_summary(result.summary, stdout_console(), result.wall_seconds)
+        if not quiet:
+            console.print(
+                f"saved {result.out}/ (trials.csv, summary.json, best.yaml, best-run/"
+                + (", confirm/" if result.summary["confirmation"] else "")
+                + f"); study: {result.summary['storage']}"
+            )
 
 
 # ---------------------------------------------------------------------------- export

@@ -189,4 +189,81 @@ def _require_comparison(path: str) -> None:
 
 
 def _flag(name: str) -> str:
-    return {"data_paths": "--data"}.get(name, option_name(name))
+    names = {"data_paths": "--data", "data_path": "--data", "val_path": "--val-data", "test_path": "--test-data"}
+    return names.get(name, option_name(name))
+
+
+def tune_request(
+    config_file: str | None,
+    assignments: tuple[str, ...],
+    options: dict[str, Any],
+    resume: str | None = None,
+):
+    """The config and checked search space of ``bilstm tune`` (before the backend loads).
+
+    ``options`` are tune's options by name (``search``, ``trials``, ``data_path``...).
+    """
+    from ..tune.space import search_space
+    from ..tune.study import parse_duration, require_optuna
+
+    require_optuna()
+    _check_not_in_use(resume or options.get("out"))
+    run_time = {
+        "train.device": options.get("device"),
+        "tune.workers": options.get("workers"),
+        "compare.workers": options.get("workers"),
+        "compare.executor": options.get("executor"),
+    }
+    budget = {"tune.trials": options.get("trials"), "tune.timeout": options.get("timeout")}
+    if resume:
+        from ..runs.directory import load_saved_config
+
+        refuse_with_resume(
+            "--resume continues the saved search",
+            {
+                "--config": config_file,
+                "--set": assignments,
+                "--out": options.get("out"),
+                **{_flag(key): options.get(key) for key in TUNE_EXPERIMENT_OPTIONS},
+            },
+        )
+        config = load_saved_config(resume, {**run_time, **budget})
+        dimensions = search_space(config)
+    else:
+        paths = {
+            "data.train_path": options.get("data_path"),
+            "data.val_path": options.get("val_path"),
+            "data.test_path": options.get("test_path"),
+        }
+        if "-" in paths.values():
+            raise UsageError("bilstm tune reads its data files several times; standard input cannot be one")
+        require_files(paths.values())
+        flags = {
+            **paths,
+            **budget,
+            "tune.sampler": options.get("sampler"),
+            "tune.pruner": options.get("pruner"),
+            "tune.metric": options.get("metric"),
+            "tune.top_k": options.get("top_k"),
+            "tune.confirm_repeats": options.get("confirm_repeats"),
+            "tune.storage": options.get("storage"),
+            "train.epochs": options.get("epochs"),
+            "train.seed": options.get("seed"),
+            "train.backend": options.get("backend"),
+            "output.overwrite": True if options.get("force") else None,
+        }
+        config = resolve(config_file, assignments, {**flags, **run_time})
+        dimensions = search_space(config, tuple(options.get("search", ())))
+    parse_duration(config.tune.timeout)
+    if config.tune.trials is None and config.tune.timeout is None:
+        raise UsageError("the search has no budget", "give --trials N and/or --timeout DURATION")
+    if config.train.devices > 1:
+        raise UsageError(f"train.devices={config.train.devices} is for bilstm train", "remove train.devices")
+    return config, dimensions
+
+
+# tune options that change the experiment: refused with --resume
+TUNE_EXPERIMENT_OPTIONS = (
+    *("search", "data_path", "val_path", "test_path", "sampler", "pruner", "metric"),
+    *("top_k", "confirm_repeats", "storage", "epochs", "seed", "backend"),
+)

@@ -215,6 +215,30 @@ class CompareConfig(Section):
         return grid
 
 
+class TuneConfig(Section):
+    """``bilstm tune``: the search space, the budget, and the confirmation of the finalists."""
+
+    space: dict[str, str] = Field(
+        default_factory=dict,
+        description="{key.path: spec}: int:LOW:HIGH[:log], float:LOW:HIGH[:log] or choice:A,B,...",
+    )
+    trials: Optional[int] = Field(20, ge=1, le=100_000, description="finished trials to reach; null = until timeout")
+    timeout: Optional[str] = Field(
+        None, pattern=r"^\d+(\.\d+)?(s|m|h)?$", description="search time of one invocation: 90s, 10m, 2h"
+    )
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="grid: every dimension a choice")
+    pruner: Literal["median", "halving", "none"] = Field("median", description="stops trials from validation scores")
+    startup_trials: int = Field(5, ge=0, le=10_000, description="trials before TPE models and the median pruner prunes")
+    metric: Metric = Field("loss", description="the validation score the search optimises")
+    top_k: int = Field(3, ge=1, le=100, description="finalists re-run in the confirmation")
+    confirm_repeats: int = Field(10, ge=0, le=10_000, description="paired repeats of the confirmation; 0 = none")
+    holdout: float = Field(
+        0.2, gt=0, lt=1, description="files without a test file: fraction held out for the confirmation"
+    )
+    storage: Optional[str] = Field(None, description="Optuna storage URL; null = sqlite study.db in the tune dir")
+    workers: int = Field(1, ge=1, le=1024, description="trials trained at once, in worker processes when > 1")
+
+
 class OutputConfig(Section):
     root: str = Field("runs", description="parent folder of run directories")
     name: Optional[str] = Field(None, description="run directory name; null = timestamp + model tag")
@@ -229,6 +253,7 @@ class Config(Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def __eq__(self, other: object) -> bool:
