@@ -118,6 +118,8 @@ def test_sequence_classification_from_ts_end_to_end(ts_run, cli):
     lines = cli("predict", folder / "run", folder / "test.ts").stdout.splitlines()
     assert lines[0] == "sequence,class,p_walk,p_run,p_jump" and len(lines) == 16
     assert lines[1].split(",")[1] in {"walk", "run", "jump"}
+    records = json_lines(cli("predict", folder / "run", folder / "test.ts", "--format", "jsonl").stdout)
+    assert records[0]["classes"] == ["walk", "run", "jump"] and records[0]["class"] in {"walk", "run", "jump"}
 
 
 def test_standardisation_is_fitted_on_training_data_and_saved_in_the_model(ts_run):
