@@ -365,6 +365,91 @@ def compare(config_file, assignments, resume, as_json, quiet, **options):
             console.print(f"saved {result.out}/ ({', '.join(result.files)}, config.yaml, configs/, results/)")
 
 
+# ---------------------------------------------------------------------------- runs
+
+
+class _ListByDefault(click.Group):
+    """``bilstm runs [DIR]`` lists; ``bilstm runs show|diff ...`` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ListByDefault)
+def runs() -> None:
+    """List run, comparison and tune directories; show one; diff two.
+
+    \b
+      bilstm runs [DIR]                    # a table of DIR (default: runs/)
+      bilstm runs --filter kind=train --sort loss
+      bilstm runs show RUN                 # config and scores
+      bilstm runs diff RUN_A RUN_B         # config and score differences
+    """
+
+
+@runs.command("list")
+@click.argument("folder", metavar="[DIR]", required=False, type=folder_path())
+@click.option("--sort", "sort_key", metavar="KEY", help="Sort by a column (-KEY: descending); default: date.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keep rows whose KEY matches VALUE (shell wildcards, e.g. model='bilstm-*'; repeatable).",
+)
+@json_option
+def runs_list(folder, sort_key, filters, as_json):
+    """A table of the run, comparison and tune directories in DIR (default: runs/)."""
+    from .commands.runs import run_runs_list
+    from .report.console import emit_json, stdout_console
+    from .report.runs import print_runs_table
+
+    root, entries = run_runs_list(folder, tuple(filters), sort_key)
+    if as_json:
+        for entry in entries:
+            emit_json(entry.to_dict())
+    elif entries:
+        print_runs_table(entries, stdout_console())
+    else:
+        click.echo(f"no run, comparison or tune directories in {root}/", err=True)
+
+
+@runs.command("show")
+@click.argument("run_dir", metavar="RUN", type=folder_path())
+@json_option
+def runs_show(run_dir, as_json):
+    """A run, comparison or tune directory: its summary, scores and config."""
+    from .commands.runs import run_runs_show
+    from .report.console import emit_json, stdout_console
+    from .report.runs import print_run
+    from .runs.catalog import scores
+
+    entry = run_runs_show(run_dir)
+    if as_json:
+        emit_json({**entry.to_dict(), "scores": scores(entry), "config": entry.details.get("config")})
+    else:
+        print_run(entry, stdout_console())
+
+
+@runs.command("diff")
+@click.argument("first", metavar="RUN_A", type=folder_path())
+@click.argument("second", metavar="RUN_B", type=folder_path())
+@json_option
+def runs_diff(first, second, as_json):
+    """Config keys and scores that differ between two directories, side by side."""
+    from .commands.runs import run_runs_diff
+    from .report.console import emit_json, stdout_console
+    from .report.runs import diff_json, print_diff
+
+    a, b, found, equal = run_runs_diff(first, second)
+    if as_json:
+        emit_json(diff_json(a, b, found, equal))
+    else:
+        print_diff(a, b, found, equal, stdout_console())
+
+
 # ---------------------------------------------------------------------------- export
 
 
