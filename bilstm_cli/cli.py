@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .commands.requests import compare_request, require_files, resolve, train_request
 from .config.overrides import shared_flags
-from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
+from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS, SAVE_MODELS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
 from .options import (
@@ -339,6 +339,11 @@ def predict(target, input_path, output_format, input_format, backend, device):
 @click.option("--cpus-per-run", type=float, help="Ray: CPUs each job reserves (fractions allowed; default 1).")
 @click.option("--gpus-per-run", type=float, help="Ray: GPUs each job reserves (fractions allowed; default 0).")
 @click.option("--seed", type=int, help="Base seed: repeat r uses seed + r.")
+@click.option(
+    "--save-models",
+    type=click.Choice(SAVE_MODELS),
+    help="Keep models as run directories under OUT/models/: the best repeat of each variant, or all runs.",
+)
 @backend_option
 @device_option
 @click.option("--out", type=folder_path(), help="Output directory (default: runs/<timestamp>-compare).")
