@@ -28,6 +28,7 @@ from .options import (
     complete_variants,
     config_options,
     device_option,
+    dry_run_option,
     file_path,
     folder_path,
     input_format_option,
@@ -203,6 +204,7 @@ def config_validate(file, quiet):
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--resume", type=folder_path(), help="Continue an interrupted run directory.")
 @click.option("--no-tensorboard", is_flag=True, help="Write no TensorBoard event files (output.tensorboard: false).")
+@dry_run_option
 @json_option
 @quiet_option
 def train(
@@ -216,6 +218,7 @@ def train(
     force,
     resume,
     no_tensorboard,
+    dry_run,
     as_json,
     quiet,
     **flags,
@@ -224,6 +227,8 @@ def train(
     from .report.console import emit_json, stderr_console
     from .report.training import EpochReporter
 
+    if dry_run and resume:
+        raise click.UsageError("--dry-run plans a new run; it does not combine with --resume")
     config = train_request(
         config_file,
         assignments,
@@ -237,6 +242,9 @@ def train(
         resume=resume,
         tensorboard=False if no_tensorboard else None,
     )
+    if dry_run:
+        _dry_run(load_command("dry_run", config.train.backend)(config, out=out), as_json)
+        return
     console = stderr_console()
     reporter = EpochReporter(config.train.epochs, EpochReporter.choose_mode(as_json, quiet, console), console)
     run_train = load_command("train", config.train.backend)
@@ -250,6 +258,16 @@ def train(
             f"({result.metrics['epochs_run']} epochs, {timing['steps']} steps in {timing['train_seconds']:.1f}s, "
             f"compile {timing['compile_seconds']:.1f}s)\nsaved {result.run_dir}/"
         )
+
+
+def _dry_run(plan: dict, as_json: bool) -> None:
+    from .report.console import emit_json, stdout_console
+    from .report.dry_run import print_dry_run
+
+    if as_json:
+        emit_json(plan)
+    else:
+        print_dry_run(plan, stdout_console())
 
 
 def _fmt(value) -> str:
@@ -349,15 +367,21 @@ def predict(target, input_path, output_format, input_format, backend, device):
 @click.option("--out", type=folder_path(), help="Output directory (default: runs/<timestamp>-compare).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--resume", type=folder_path(), help="Finish an interrupted comparison.")
+@dry_run_option
 @json_option
 @quiet_option
-def compare(config_file, assignments, resume, as_json, quiet, **options):
+def compare(config_file, assignments, resume, dry_run, as_json, quiet, **options):
     """Train variants x datasets over paired seeds and say, with statistics, which is better."""
     from .report.comparison import CompareReporter, print_compare_summary
     from .report.console import emit_json, stderr_console, stdout_console
     from .report.training import EpochReporter
 
+    if dry_run and resume:
+        raise click.UsageError("--dry-run plans a new comparison; it does not combine with --resume")
     config, variants, datasets = compare_request(config_file, assignments, options, resume)
+    if dry_run:
+        _dry_run(load_command("dry_run", config.train.backend)(config, variants, datasets, out=options["out"]), as_json)
+        return
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
     run_compare = load_command("compare", config.train.backend)
