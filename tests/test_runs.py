@@ -30,6 +30,8 @@ def root(tmp_path_factory):
     compare = [*tiny_flags(epochs=4, log_every=2), "--modes", "sum,concat", "--repeats", "1", "--seed", "1"]
     run("compare", *compare, "--out", folder / "cmp", "--quiet")
     (folder / "notes").mkdir()
+    run("train", *tiny_flags(epochs=4, log_every=2, seed=1), "--out", folder / "stopped", "--quiet")
+    (folder / "stopped" / "model.keras").unlink()  # as if stopped before its model was saved
     return folder
 
 
@@ -39,7 +41,8 @@ def invoke(*args):
 
 def test_runs_lists_train_runs_and_comparisons(root):
     rows = {row["name"]: row for row in json_lines(invoke("runs", root, "--json").stdout)}
-    assert set(rows) == {"small", "big", "cmp"}  # "notes" is not a run
+    assert set(rows) == {"small", "big", "cmp", "stopped"}  # "notes" is not a run
+    assert not rows["stopped"]["finished"] and rows["small"]["finished"]
     assert rows["small"]["kind"] == "train" and rows["small"]["model"] == "bilstm-concat"
     assert rows["big"]["model"] == "bilstm-sum" and rows["big"]["epochs"] == 4 and rows["big"]["finished"]
     assert rows["small"]["data"] == "generated" and rows["small"]["split"] == "validation"
@@ -48,13 +51,16 @@ def test_runs_lists_train_runs_and_comparisons(root):
     table = invoke("runs", root)
     assert table.exit_code == 0
     assert "small" in table.stdout and "compare" in table.stdout and "bilstm-sum" in table.stdout
+    assert "train (unfinished)" in table.stdout
+    unfinished = json_lines(invoke("runs", root, "--json", "--filter", "finished=false").stdout)
+    assert [row["name"] for row in unfinished] == ["stopped"]
 
 
 def test_runs_filters_and_sorts(root):
     trains = json_lines(invoke("runs", root, "--json", "--filter", "kind=train", "--sort", "name").stdout)
-    assert [row["name"] for row in trains] == ["big", "small"]
+    assert [row["name"] for row in trains] == ["big", "small", "stopped"]
     descending = json_lines(invoke("runs", root, "--json", "--filter", "kind=train", "--sort", "-name").stdout)
-    assert [row["name"] for row in descending] == ["small", "big"]
+    assert [row["name"] for row in descending] == ["stopped", "small", "big"]
     wildcard = json_lines(invoke("runs", root, "--json", "--filter", "model=bilstm-s*").stdout)
     assert [row["name"] for row in wildcard] == ["big", "cmp"]  # the comparison's best is bilstm-sum
     assert_clean_error(invoke("runs", root, "--filter", "colour=red"), 2, "--filter", "kind")

@@ -74,13 +74,17 @@ def run_job(
         return
     tests = session.test_scores()
     seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
+    keep = config.compare.save_models != "none"
+    scores = (session.validation_scores(), tests) if keep else None  # once for all the kept models
     copy = 0
     for part in job.parts:
         for repeat in part.repeats:
             test = None if tests is None else (float(tests[copy, 0]), float(tests[copy, 1]))
             record = run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds)
-            if config.compare.save_models != "none":  # the driver writes it (see compare/saved_models.py)
-                record[SAVED_MODEL] = saved_model(session, copy, seeds[repeat], results[copy], compile_seconds, seconds)
+            if keep:  # the driver writes it (see compare/saved_models.py)
+                record[SAVED_MODEL] = saved_model(
+                    session, copy, seeds[repeat], results[copy], compile_seconds, seconds, scores
+                )
             on_result(record)
             copy += 1
 
@@ -123,7 +127,13 @@ def run_record(
 
 
 def saved_model(
-    session: TrainingSession, copy: int, seed: int, result: FitResult, compile_seconds: float, seconds: float
+    session: TrainingSession,
+    copy: int,
+    seed: int,
+    result: FitResult,
+    compile_seconds: float,
+    seconds: float,
+    scores: tuple | None = None,
 ) -> dict:
     """What the driver needs to write run ``copy`` as a train run directory: the model file's
     bytes (workers need no shared filesystem), the run's config with its seed, the data
@@ -141,7 +151,7 @@ def saved_model(
         "model": model,
         "config": config.to_yaml(),
         "data": session.data.describe(),
-        "metrics": session.metrics(result, compile_seconds, seconds, copy),
+        "metrics": session.metrics(result, compile_seconds, seconds, copy, scores),
     }
 
 
