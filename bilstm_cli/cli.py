@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .commands.requests import compare_request, require_files, resolve, train_request, tune_request
 from .config.overrides import shared_flags
-from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS
+from .config.vocabulary import EXECUTORS, EXPORT_FORMATS, METRICS, MODEL_VARIANTS, SAVE_MODELS
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, BilstmError, os_error
 from .fileio.streams import silence_stdout
 from .options import (
@@ -29,6 +29,7 @@ from .options import (
     complete_variants,
     config_options,
     device_option,
+    dry_run_option,
     file_path,
     folder_path,
     input_format_option,
@@ -209,6 +210,7 @@ def config_validate(file, quiet):
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--resume", type=folder_path(), help="Continue an interrupted run directory.")
 @click.option("--no-tensorboard", is_flag=True, help="Write no TensorBoard event files (output.tensorboard: false).")
+@dry_run_option
 @json_option
 @quiet_option
 def train(
@@ -222,6 +224,7 @@ def train(
     force,
     resume,
     no_tensorboard,
+    dry_run,
     as_json,
     quiet,
     **flags,
@@ -230,6 +233,8 @@ def train(
     from .report.console import emit_json, stderr_console
     from .report.training import EpochReporter
 
+    if dry_run and resume:
+        raise click.UsageError("--dry-run plans a new run; it does not combine with --resume")
     config = train_request(
         config_file,
         assignments,
@@ -243,6 +248,9 @@ def train(
         resume=resume,
         tensorboard=False if no_tensorboard else None,
     )
+    if dry_run:
+        _dry_run(load_command("dry_run", config.train.backend)(config, out=out), as_json)
+        return
     console = stderr_console()
     reporter = EpochReporter(config.train.epochs, EpochReporter.choose_mode(as_json, quiet, console), console)
     run_train = load_command("train", config.train.backend)
@@ -256,6 +264,16 @@ def train(
             f"({result.metrics['epochs_run']} epochs, {timing['steps']} steps in {timing['train_seconds']:.1f}s, "
             f"compile {timing['compile_seconds']:.1f}s)\nsaved {result.run_dir}/"
         )
+
+
+def _dry_run(plan: dict, as_json: bool) -> None:
+    from .report.console import emit_json, stdout_console
+    from .report.dry_run import print_dry_run
+
+    if as_json:
+        emit_json(plan)
+    else:
+        print_dry_run(plan, stdout_console())
 
 
 def _fmt(value) -> str:
@@ -347,20 +365,31 @@ def predict(target, input_path, output_format, input_format, backend, device):
 @click.option("--cpus-per-run", type=float, help="Ray: CPUs each job reserves (fractions allowed; default 1).")
 @click.option("--gpus-per-run", type=float, help="Ray: GPUs each job reserves (fractions allowed; default 0).")
 @click.option("--seed", type=int, help="Base seed: repeat r uses seed + r.")
+@click.option(
+    "--save-models",
+    type=click.Choice(SAVE_MODELS),
+    help="Keep models as run directories under OUT/models/: the best repeat of each variant, or all runs.",
+)
 @backend_option
 @device_option
 @click.option("--out", type=folder_path(), help="Output directory (default: runs/<timestamp>-compare).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--resume", type=folder_path(), help="Finish an interrupted comparison.")
+@dry_run_option
 @json_option
 @quiet_option
-def compare(config_file, assignments, resume, as_json, quiet, **options):
+def compare(config_file, assignments, resume, dry_run, as_json, quiet, **options):
     """Train variants x datasets over paired seeds and say, with statistics, which is better."""
     from .report.comparison import CompareReporter, print_compare_summary
     from .report.console import emit_json, stderr_console, stdout_console
     from .report.training import EpochReporter
 
+    if dry_run and resume:
+        raise click.UsageError("--dry-run plans a new comparison; it does not combine with --resume")
     config, variants, datasets = compare_request(config_file, assignments, options, resume)
+    if dry_run:
+        _dry_run(load_command("dry_run", config.train.backend)(config, variants, datasets, out=options["out"]), as_json)
+        return
     console = stderr_console()
     reporter = CompareReporter(EpochReporter.choose_mode(as_json, quiet, console), console)
     run_compare = load_command("compare", config.train.backend)
@@ -438,6 +467,91 @@ def tune(config_file, assignments, resume, as_json, quiet, **options):
                 + (", confirm/" if result.summary["confirmation"] else "")
                 + f"); study: {result.summary['storage']}"
             )
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+class _ListByDefault(click.Group):
+    """``bilstm runs [DIR]`` lists; ``bilstm runs show|diff ...`` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ListByDefault)
+def runs() -> None:
+    """List run, comparison and tune directories; show one; diff two.
+
+    \b
+      bilstm runs [DIR]                    # a table of DIR (default: runs/)
+      bilstm runs --filter kind=train --sort loss
+      bilstm runs show RUN                 # config and scores
+      bilstm runs diff RUN_A RUN_B         # config and score differences
+    """
+
+
+@runs.command("list")
+@click.argument("folder", metavar="[DIR]", required=False, type=folder_path())
+@click.option("--sort", "sort_key", metavar="KEY", help="Sort by a column (-KEY: descending); default: date.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keep rows whose KEY matches VALUE (shell wildcards, e.g. model='bilstm-*'; repeatable).",
+)
+@json_option
+def runs_list(folder, sort_key, filters, as_json):
+    """A table of the run, comparison and tune directories in DIR (default: runs/)."""
+    from .commands.runs import run_runs_list
+    from .report.console import emit_json, stdout_console
+    from .report.runs import print_runs_table
+
+    root, entries = run_runs_list(folder, tuple(filters), sort_key)
+    if as_json:
+        for entry in entries:
+            emit_json(entry.to_dict())
+    elif entries:
+        print_runs_table(entries, stdout_console())
+    else:
+        click.echo(f"no run, comparison or tune directories in {root}/", err=True)
+
+
+@runs.command("show")
+@click.argument("run_dir", metavar="RUN", type=folder_path())
+@json_option
+def runs_show(run_dir, as_json):
+    """A run, comparison or tune directory: its summary, scores and config."""
+    from .commands.runs import run_runs_show
+    from .report.console import emit_json, stdout_console
+    from .report.runs import print_run
+    from .runs.catalog import scores
+
+    entry = run_runs_show(run_dir)
+    if as_json:
+        emit_json({**entry.to_dict(), "scores": scores(entry), "config": entry.details.get("config")})
+    else:
+        print_run(entry, stdout_console())
+
+
+@runs.command("diff")
+@click.argument("first", metavar="RUN_A", type=folder_path())
+@click.argument("second", metavar="RUN_B", type=folder_path())
+@json_option
+def runs_diff(first, second, as_json):
+    """Config keys and scores that differ between two directories, side by side."""
+    from .commands.runs import run_runs_diff
+    from .report.console import emit_json, stdout_console
+    from .report.runs import diff_json, print_diff
+
+    a, b, found, equal = run_runs_diff(first, second)
+    if as_json:
+        emit_json(diff_json(a, b, found, equal))
+    else:
+        print_diff(a, b, found, equal, stdout_console())
 
 
 # ---------------------------------------------------------------------------- export

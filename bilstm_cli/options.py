@@ -148,6 +148,11 @@ backend_option = click.option(
     callback=_flag_only,
     help="Keras backend (default: train.backend, else $BILSTM_BACKEND, else tensorflow).",
 )
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and an estimated time from a short measured probe; train and write nothing.",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors and the product.")
 input_format_option = click.option(

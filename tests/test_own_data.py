@@ -121,6 +121,8 @@ def test_sequence_classification_from_ts_end_to_end(ts_run, cli):
     truth = read_dataset(str(folder / "test.ts"))
     predicted = [line.split(",")[1] for line in lines[1:]]
     assert np.mean([p == truth.classes[y] for p, y in zip(predicted, truth.y)]) == pytest.approx(report["accuracy"])
+    records = json_lines(cli("predict", folder / "run", folder / "test.ts", "--format", "jsonl").stdout)
+    assert records[0]["classes"] == ["walk", "run", "jump"] and records[0]["class"] in {"walk", "run", "jump"}
 
 
 def test_standardisation_is_fitted_on_training_data_and_saved_in_the_model(ts_run):

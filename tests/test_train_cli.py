@@ -195,6 +195,9 @@ def test_pipeline_generate_into_predict_via_stdin(trained_run):
     records = json_lines(predicted.stdout.decode())
     assert [r["sequence"] for r in records] == list(range(5))
     assert all(len(r["probability"]) == 10 and len(r["class"]) == 10 for r in records)
+    # class numbers in, class numbers out: JSON numbers, not strings
+    classes = [c for r in records for c in r["class"]]
+    assert {type(c) for c in classes} == {int} and set(classes) <= {0, 1}
 
 
 def test_evaluate_from_stdin(trained_run, cli):

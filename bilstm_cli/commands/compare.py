@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backend
-from ..compare.execute import LocalExecutor, job_data
+from ..compare.execute import SAVED_MODEL, LocalExecutor, job_data
 from ..compare.outputs import write_outputs
 from ..compare.plan import (
     CONFIGS,
@@ -27,6 +27,7 @@ from ..compare.plan import (
     run_config,
     slug,
 )
+from ..compare.saved_models import MODELS, keep_model
 from ..compare.summary import load_results, summarize
 from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, recorded_variants
@@ -170,6 +171,9 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
 
         def record_result(record: dict) -> None:
             dataset, variant, repeat = record["dataset"], record["variant"], record["repeat"]
+            saved = record.pop(SAVED_MODEL, None)
+            if saved is not None:
+                keep_model(out_dir, record, saved, config.compare.save_models, config.compare.metric)
             path = result_path(out_dir, dataset, variant, repeat)
             if path.exists():  # resume trains a program whole; its finished runs are kept as they were
                 return
@@ -200,6 +204,8 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
     results = load_results(out_dir, names, [v.name for v in variants], repeats)
     summary = summarize(results, config, datasets)
     written = write_outputs(out_dir, summary, results)
+    if (out_dir / MODELS).is_dir():
+        written.append(f"{MODELS}/")
     return CompareResult(out_dir, summary, time.perf_counter() - started, written)
 
 

@@ -46,6 +46,9 @@ def run_predict(
     loaded.check(dataset, where)
     probabilities = loaded.predict(dataset)
     names = loaded.class_names()
+    # a class is printed as the training data named it: a number (JSON: a number) where the
+    # labels were class numbers, its name where they were names
+    labels = names if loaded.classes is not None else list(range(loaded.num_classes))
     if loaded.task == PER_STEP:
         mask = dataset.step_mask()
         sequence_index, step_index = np.nonzero(mask)
@@ -54,11 +57,11 @@ def run_predict(
         sequence_index = np.arange(dataset.size)
         step_index = None
         flat = probabilities
-    classes = np.asarray(names, dtype=object)[predicted_classes(flat)]
+    classes = np.asarray(labels, dtype=object)[predicted_classes(flat)]
     binary = flat.shape[-1] == 1
     ids = dataset.ids or list(range(dataset.size))  # the input's own sequence ids where it has them
     if output_format == "jsonl":
-        return _jsonl(ids, sequence_index, classes, flat, names, binary, step_index is not None)
+        return _jsonl(ids, sequence_index, classes, flat, labels, binary, step_index is not None)
     return _csv(ids, sequence_index, step_index, classes, flat, names, binary)
 
 

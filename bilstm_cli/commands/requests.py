@@ -106,6 +106,7 @@ def compare_request(
         "compare.workers": options.get("workers"),
         "train.device": options.get("device"),
         "compare.executor": options.get("executor"),
+        "compare.save_models": options.get("save_models"),
         **{f"compare.{name}": options.get(name) for name in RAY_OPTIONS},
     }
     _check_not_in_use(resume or options.get("out"))

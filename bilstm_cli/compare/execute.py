@@ -22,6 +22,7 @@ from ..fileio.digest import fingerprint
 from .plan import Job, Part, dataset_config, repeat_seeds
 
 OnResult = Callable[[dict], None]
+SAVED_MODEL = "saved_model"  # a record's model, when compare.save_models keeps it (not in results/)
 ShouldStop = Callable[[], bool]
 
 
@@ -62,9 +63,10 @@ def run_job(
     key = (job.dataset.name, tuple((part.variant.name, len(part.repeats)) for part in job.parts), len(set(run_seeds)))
     started = time.perf_counter()
     session = sessions.get(key)
+    compile_seconds = 0.0  # a reused session compiled for an earlier job
     if session is None:
         session = sessions[key] = TrainingSession(configs, run_seeds, data, device)
-        session.compile()
+        compile_seconds = session.compile()
     else:
         session.restart(configs, run_seeds)
     results = session.fit(FitCallbacks(should_stop=should_stop))
@@ -72,11 +74,18 @@ def run_job(
         return
     tests = session.test_scores()
     seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
+    keep = config.compare.save_models != "none"
+    scores = (session.validation_scores(), tests) if keep else None  # once for all the kept models
     copy = 0
     for part in job.parts:
         for repeat in part.repeats:
             test = None if tests is None else (float(tests[copy, 0]), float(tests[copy, 1]))
-            on_result(run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds))
+            record = run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds)
+            if keep:  # the driver writes it (see compare/saved_models.py)
+                record[SAVED_MODEL] = saved_model(
+                    session, copy, seeds[repeat], results[copy], compile_seconds, seconds, scores
+                )
+            on_result(record)
             copy += 1
 
 
@@ -114,6 +123,35 @@ def run_record(
         "final": final_scores(result, test),
         "seconds": seconds,
         "worker": {"pid": os.getpid(), "versions": worker_versions()},
+    }
+
+
+def saved_model(
+    session: TrainingSession,
+    copy: int,
+    seed: int,
+    result: FitResult,
+    compile_seconds: float,
+    seconds: float,
+    scores: tuple | None = None,
+) -> dict:
+    """What the driver needs to write run ``copy`` as a train run directory: the model file's
+    bytes (workers need no shared filesystem), the run's config with its seed, the data
+    description and the metrics ``bilstm train`` would record."""
+    import tempfile
+    from pathlib import Path
+
+    config = session.configs[copy].model_copy(deep=True)
+    config.train.seed = seed
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        session.model_to_save(copy).save(path)
+        model = path.read_bytes()
+    return {
+        "model": model,
+        "config": config.to_yaml(),
+        "data": session.data.describe(),
+        "metrics": session.metrics(result, compile_seconds, seconds, copy, scores),
     }
 
 

@@ -23,9 +23,10 @@ from ..config.resolve import with_overrides
 from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, flatten
 from ..errors import UsageError
+from ..runs.directory import COMPARISON_CONFIGS
 
 RESULTS = "results"
-CONFIGS = "configs"
+CONFIGS = COMPARISON_CONFIGS  # each run's full config, by dataset and variant
 TENSORBOARD = "tensorboard"
 GENERATED = "generated"  # the name of the built-in task as a dataset
 

@@ -21,6 +21,7 @@ from .vocabulary import (
     Metric,
     Optimizer,
     Pooling,
+    SaveModels,
     Schedule,
     TaskSetting,
 )
@@ -205,6 +206,11 @@ class CompareConfig(Section):
     gpus_per_run: float = Field(0.0, ge=0, le=64, description="Ray: GPUs each job reserves (0: trains on CPU)")
     metric: Metric = Field("loss", description="final score that ranks variants")
     accuracy_threshold: float = Field(0.9, gt=0, le=1, description="for epochs-to-threshold")
+    save_models: SaveModels = Field(
+        "none",
+        description="keep trained models as run directories under models/: none, best (the best repeat "
+        "of each variant and dataset) or all",
+    )
 
     @field_validator("grid")
     @classmethod

@@ -20,6 +20,7 @@ Pooling = Literal["last", "mean"]
 Backend = Literal["tensorflow", "jax"]
 Metric = Literal["loss", "accuracy"]  # compare.metric: the final score that ranks variants
 Executor = Literal["local", "ray"]  # compare.executor
+SaveModels = Literal["none", "best", "all"]  # compare.save_models: which runs keep their model
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -37,6 +38,7 @@ TASKS = choices(Task)
 BACKENDS = choices(Backend)
 METRICS = choices(Metric)
 EXECUTORS = choices(Executor)
+SAVE_MODELS = choices(SaveModels)
 # What `bilstm export` writes (not a config key, but a word the CLI offers like the others)
 EXPORT_FORMATS = ("savedmodel", "onnx")
 DEFAULT_BACKEND = "tensorflow"

@@ -192,6 +192,10 @@ class TrainingSession:
         which the loop updates in place so checkpoints can save it); one result per run."""
         return fit(self.engine, self.sources, self.plan(start_epoch), self.validation, callbacks, progress)
 
+    def validation_scores(self):
+        """``(C, 2)``: every run's validation loss and accuracy with its current weights, or None."""
+        return self.engine.evaluate(self.validation) if self.validation is not None else None
+
     def test_scores(self):
         """``(C, 2)``: every run's test loss and accuracy with its current weights, or None."""
         return self.engine.evaluate(self.test) if self.test is not None else None
@@ -228,13 +232,21 @@ class TrainingSession:
     def parameter_count(self, copy: int = 0) -> int:
         return int(sum(array.size for array in self.engine.copy_parameters(copy)))
 
-    def metrics(self, result: FitResult, compile_seconds: float, wall_seconds: float, copy: int = 0) -> dict[str, Any]:
-        """What metrics.json records about a finished run."""
+    def metrics(
+        self,
+        result: FitResult,
+        compile_seconds: float,
+        wall_seconds: float,
+        copy: int = 0,
+        scores: tuple[Any, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What metrics.json records about a finished run. ``scores``: every run's validation
+        and test scores (``(C, 2)`` or None each), when the caller has them already."""
         history = result.history
+        validation, test = scores if scores is not None else (self.validation_scores(), self.test_scores())
         final_val = (None, None)
-        if self.validation is not None:
-            final_val = tuple(float(v) for v in self.engine.evaluate(self.validation)[copy])
-        test = self.test_scores()
+        if validation is not None:
+            final_val = tuple(float(v) for v in validation[copy])
         test_metrics = {}
         if test is not None:
             test_metrics = {

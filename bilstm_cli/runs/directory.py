@@ -34,6 +34,9 @@ METRICS = "metrics.json"
 PLOT = "history.png"
 CHECKPOINT = "checkpoint.npz"
 TENSORBOARD = "tensorboard"
+# a comparison's directory (bilstm compare): its runs' configs, and its summary once finished
+COMPARISON_CONFIGS = "configs"
+COMPARISON_SUMMARY = "summary.json"
 MARKER = ".bilstm-run"  # written when bilstm creates a directory: what --force may replace; also its lock
 MARKER_TEXT = "made by bilstm; `--force` may replace this directory\n"
 

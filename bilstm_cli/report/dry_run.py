@@ -1,0 +1,40 @@
+"""``--dry-run``: the plan of a train run or a comparison and its estimated time, for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from .console import seconds
+
+
+def print_dry_run(plan: dict[str, Any], console: Console) -> None:
+    probe = plan["probe"]
+    seed = "drawn when it starts" if plan["seed"] is None else str(plan["seed"])
+    lines = ["dry run: nothing is trained or written"]
+    if plan["command"] == "train":
+        lines.append(f"run: {plan['variants'][0]} on {plan['datasets'][0]} -> {plan['out']}")
+    else:
+        lines += [
+            f"plan: {len(plan['datasets'])} dataset(s) x {len(plan['variants'])} variant(s) x {plan['repeats']} "
+            f"paired repeat(s) = {plan['runs']} runs in {plan['jobs']} job(s), {plan['programs']} compiled "
+            f"program(s), {plan['workers']} worker(s), executor {plan['executor']} -> {plan['out']}",
+            f"  datasets: {', '.join(plan['datasets'])}",
+            f"  variants: {', '.join(plan['variants'])}",
+        ]
+    stopping = ", early stopping: may end sooner" if plan["early_stopping"] else ""
+    lines += [
+        f"{plan['backend']} on {plan['device']} (XLA {'on' if plan['xla'] else 'off'}), seed {seed}",
+        f"{plan['epochs']} epochs x {plan['steps_per_epoch']} step(s) of batch {plan['batch_size']}, "
+        f"validation every {plan['log_every']} epoch(s){stopping}",
+        f"probe: compile {seconds(probe['compile_seconds'])}, {probe['epochs']} epochs of {probe['runs']} run(s) "
+        f"in {seconds(probe['seconds'])}",
+        f"estimated time: {seconds(plan['estimate_seconds'])} (compiles and training, scaled from the probe; "
+        "start-up and writing files not included)",
+    ]
+    if plan.get("workers", 1) > 1:
+        lines.append(f"  each of the {plan['workers']} worker processes also starts and imports the backend on its own")
+    console.print("\n".join(lines), markup=False, highlight=False)
+    console.print("config:", markup=False)
+    console.print(plan["config"].rstrip(), markup=False, highlight=False)
