@@ -223,6 +223,8 @@ CASES = [
         None,
     ),
     ("config show of a missing file", ["config", "show", "--data", "{d}/missing.npz"], 2, ["not found"], None),
+    ("runs of a missing folder", ["runs", "{d}/no-such-folder"], 2, ["no folder"], None),
+    ("runs show of a missing run", ["runs", "show", "{d}/no-run"], 2, ["no run directory"], None),
     (
         "tune on a missing file",
         ["tune", "--data", "{d}/nope.csv", "--trials", "2", "--out", "{o}"],
