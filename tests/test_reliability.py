@@ -103,8 +103,8 @@ def test_second_interrupt_exits_at_once_without_corrupting_files(tmp_path):
 
 def test_resume_refuses_flags_that_change_the_experiment(cli, tmp_path):
     (tmp_path / "run").mkdir()
-    result = cli("train", "--resume", tmp_path / "run", "--epochs", "5", "--learning-rate", "0.1")
-    assert_clean_error(result, 2, "--epochs", "--learning-rate", "would change the experiment")
+    result = cli("train", "--resume", tmp_path / "run", "--batch-size", "5", "--learning-rate", "0.1")
+    assert_clean_error(result, 2, "--batch-size", "--learning-rate", "would change the experiment")
 
 
 def test_resume_without_checkpoint(cli, tmp_path):
@@ -374,3 +374,28 @@ def test_a_full_disk_is_a_message_for_people_not_an_internal_error():
     assert translated is not None and translated.exit_code == 1
     assert translated.message == "no space left on the device holding /data/runs/x"
     assert os_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None
+
+
+def test_a_finished_run_trained_longer_equals_one_longer_run(cli, tmp_path):
+    """`train --resume RUN --epochs N`: every epoch's data has its own seeded stream, so training a
+    finished run on from its checkpoint equals one run of N epochs (same log interval)."""
+    flags = tiny_flags(epochs=None, log_every=10, seed=3)
+    assert cli("train", *flags, "--epochs", "40", "--out", tmp_path / "short", "-q").exit_code == 0
+    longer = cli("train", "--resume", tmp_path / "short", "--epochs", "80", "-q")
+    assert longer.exit_code == 0, longer.stderr
+    assert cli("train", *flags, "--epochs", "80", "--out", tmp_path / "long", "-q").exit_code == 0
+
+    def scores(run):  # every column but the wall time
+        return [line.rsplit(",", 1)[0] for line in (run / "history.csv").read_text().splitlines()]
+
+    assert len(scores(tmp_path / "short")) == 81 and scores(tmp_path / "short") == scores(tmp_path / "long")
+    with np.load(tmp_path / "short" / "checkpoint.npz") as a, np.load(tmp_path / "long" / "checkpoint.npz") as b:
+        keys = [k for k in a.files if k.startswith("v")]
+        assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
+    assert "epochs: 80" in (tmp_path / "short" / "config.yaml").read_text()
+    assert json.loads((tmp_path / "short" / "metrics.json").read_text())["epochs_run"] == 80
+    # only longer, and not where the planned length shapes training
+    assert_clean_error(cli("train", "--resume", tmp_path / "short", "--epochs", "60"), 2, "trains a run longer")
+    early = [*flags, "--epochs", "20", "--early-stopping", "--patience", "5", "--out", tmp_path / "early", "-q"]
+    assert cli("train", *early).exit_code == 0
+    assert_clean_error(cli("train", "--resume", tmp_path / "early", "--epochs", "40"), 2, "early stopping")

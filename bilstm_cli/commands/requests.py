@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
-from ..config.schema import Config, DatasetSpec
+from ..config.schema import Config, DatasetSpec, default_log_every
 from ..config.variants import Variant
 from ..errors import UsageError
 
@@ -70,7 +70,8 @@ def train_request(
     refuse_with_resume(
         "--resume continues with the run's saved config",
         {
-            **{option_name(key): flags.get(key) for key in EXPERIMENT_FLAGS},
+            # --epochs may train a run longer (trained_longer)
+            **{option_name(key): flags.get(key) for key in EXPERIMENT_FLAGS if key != "epochs"},
             "--config": config_file,
             "--set": assignments,
             "--val-data": val_path,
@@ -85,6 +86,40 @@ def train_request(
     refuse_with_resume("--resume continues with the run's saved config", {"--data": None if from_stdin else data_path})
     if from_stdin:
         config.data.train_path = data_path
+    if flags.get("epochs") is not None:
+        config = trained_longer(config, flags["epochs"])
+    return config
+
+
+def trained_longer(config: Config, epochs: int) -> Config:
+    """A saved run's config, trained on to ``epochs`` (``train --resume RUN --epochs N``).
+
+    Each epoch's data comes from its own seeded stream (fresh sequences, or a file's shuffle),
+    so training a run on from its last checkpoint equals one run of ``epochs`` epochs logged at
+    the same interval: the interval is pinned to the run's own. Refused where the planned
+    length shapes training itself: a cosine schedule decays over it, and early stopping ends
+    a run by its own rule.
+    """
+    saved = config.train.epochs
+    if epochs <= saved:
+        raise UsageError(
+            f"--epochs {epochs} with --resume: the run is planned for {saved} epochs; --resume --epochs trains "
+            "a run longer",
+            f"give more than {saved} epochs, or resume without --epochs",
+        )
+    if config.train.schedule == "cosine":
+        raise UsageError(
+            "--epochs with --resume: the run's cosine schedule decays over its planned epochs, so training it "
+            "longer would not equal one run of that length",
+            "start a new run with --epochs N",
+        )
+    if config.train.early_stopping.enabled:
+        raise UsageError(
+            "--epochs with --resume: the run uses early stopping, which decides its own length",
+            "start a new run with --epochs N (or raise train.epochs there)",
+        )
+    config.train.log_every = config.train.log_every or default_log_every(saved)
+    config.train.epochs = epochs
     return config
 
 

@@ -19,6 +19,7 @@ from ..engine.history import History
 from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, FitResult, NonFiniteLoss, PlateauState
 from ..engine.session import TrainingSession, recordable
 from ..errors import Interrupted, UsageError
+from ..fileio import atomic
 from ..fileio.files import write_csv, write_json
 from ..report.plots import plot_history
 from ..runs import directory
@@ -68,9 +69,15 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         directory.hold_run_directory(run_dir)
         checkpoint_state, checkpoint_meta, best_state = load_checkpoint_with_best(run_dir)
         # a run stopped (Ctrl-C, SIGKILL) between its last checkpoint and its outputs: write them now
-        finishing = bool(checkpoint_meta.get("finished"))
+        longer = int(checkpoint_meta["epoch"]) < config.train.epochs  # --resume --epochs N
+        finishing = bool(checkpoint_meta.get("finished")) and not longer
         if finishing and all((run_dir / name).exists() for name in (directory.MODEL, directory.METRICS)):
-            raise UsageError(f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume")
+            raise UsageError(
+                f"{run_dir} already finished (at epoch {checkpoint_meta['epoch']}): nothing to resume",
+                f"train it longer with: bilstm train --resume {run_dir} --epochs N",
+            )
+        if longer:
+            _record_longer_plan(run_dir, config)
     else:
         config = recordable(config)
     seed = config.train.seed
@@ -195,6 +202,17 @@ def _pinned(config: Config) -> bool:
     """Whether the training data needs a fingerprint: it comes from stdin now, or the config
     recorded one (from an earlier run on stdin data) that it must match."""
     return config.data.train_path == STDIN or config.data.stdin is not None
+
+
+def _record_longer_plan(run_dir: Path, config: Config) -> None:
+    """A finished run trained longer: its config.yaml says the new length (and the log interval
+    it keeps), so the directory describes what it holds and a re-run reproduces it."""
+    import yaml
+
+    saved = yaml.safe_load((run_dir / directory.CONFIG).read_text())
+    if saved["train"]["epochs"] != config.train.epochs:  # (a plain resume plans what it planned)
+        saved["train"].update(epochs=config.train.epochs, log_every=config.train.log_every)
+        atomic.write_text(run_dir / directory.CONFIG, yaml.safe_dump(saved, sort_keys=False))
 
 
 def _open_events(config: Config, run_dir: Path, start_epoch: int) -> EventLog | None:

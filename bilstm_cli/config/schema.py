@@ -270,3 +270,11 @@ class Config(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+ROWS_TO_LOG = 20  # default number of logged rows (and validation points) per run
+
+
+def default_log_every(epochs: int) -> int:
+    """``train.log_every`` when left null: about :data:`ROWS_TO_LOG` rows per run."""
+    return max(1, epochs // ROWS_TO_LOG)

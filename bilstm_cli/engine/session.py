@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import backend
 from ..config.program import program_key
-from ..config.schema import Config
+from ..config.schema import Config, default_log_every
 from ..config.variants import model_variant_name
 from ..data.prepare import TrainingData
 from ..device import DeviceInfo, spread_over
@@ -29,12 +29,6 @@ from .loop import CopyProgress, FitCallbacks, FitPlan, FitResult, fit
 from .network import Network, Segment, Trunk
 from .optimizers import OptimizerSettings
 from .terms import steps_per_call
-
-ROWS_TO_LOG = 20  # default number of logged rows (and validation points) per run
-
-
-def default_log_every(epochs: int) -> int:
-    return max(1, epochs // ROWS_TO_LOG)
 
 
 def recordable(config: Config) -> Config:
