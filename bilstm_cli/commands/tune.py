@@ -91,7 +91,7 @@ def _tune(config, dimensions, reporter, compare_reporter, train_reporter, out, r
     search, dataset = _search_data(config, folder, seed)
 
     # ---------------------------------------------------------------- search
-    study = open_study(config.tune, folder, dimensions, seed, create=resume is None)
+    study = open_study(config.tune, folder, dimensions, seed, create=resume is None, epochs=config.train.epochs)
     stale = recover_stale(study) if resume is not None else []
     budget = trials_budget(config.tune, dimensions)
     seconds = parse_duration(config.tune.timeout)
