@@ -63,6 +63,7 @@ class FitPlan:
     start_epoch: int = 0
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
+    early_stopping_start_from: int = 0  # no stopping before this epoch
     plateau_patience: int | None = None  # None: no reduce-on-plateau
     plateau_factor: float = 0.5
 
@@ -275,7 +276,11 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
             if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
                 stopping.best_loss, stopping.best_epoch = val_loss, epoch
                 stopping.best_state = engine.copy_state(int(copy))
-            elif stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience:
+            elif (
+                stopping.best_epoch is not None
+                and epoch - stopping.best_epoch >= plan.early_stopping_patience
+                and epoch >= plan.early_stopping_start_from
+            ):
                 run.stopped = "early-stopping"
                 engine.active[copy] = False  # frozen from the next step on
 

@@ -178,6 +178,7 @@ class TrainingSession:
             start_epoch=start_epoch,
             early_stopping_patience=stopping.patience if stopping.enabled else None,
             early_stopping_min_delta=stopping.min_delta,
+            early_stopping_start_from=stopping.start_from,
             plateau_patience=train.plateau_patience if train.schedule == "plateau" else None,
             plateau_factor=train.plateau_factor,
         )
