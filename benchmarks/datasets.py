@@ -139,7 +139,7 @@ def main() -> int:
             row["bilstm"].append({
                 "seed": seed, "accuracy": score["accuracy"], "seconds": round(wall, 2),
                 "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-                "stopped": metrics["stopped"], "refit": metrics.get("refit"),
+                "stopped": metrics["stopped"], "refit": metrics.get("refit"), "selection": metrics.get("selection"),
                 "command": " ".join(["bilstm", *command[3:]]),
             })  # fmt: skip
             print(f"{label} seed {seed}: bilstm {score['accuracy']:.3f} in {wall:.1f}s "

@@ -243,6 +243,8 @@ class _Run:
             session.engine.load_state(state)
             progress.history = History.from_dict(meta["history"])
             start_epoch = int(meta["epoch"])
+        if hasattr(reporter, "set_total"):
+            reporter.set_total(config.train.epochs)
         reporter.message(
             f"refit: {config.train.epochs} epochs on all {data.train_dataset.size} training sequences "
             f"(best validation epoch {selection['best_epoch']})"
@@ -263,7 +265,6 @@ class _Run:
             "train_seconds": result.train_seconds,
         }
         metrics["selection"] = {k: v for k, v in selection.items() if k != "compile_seconds"}
-        metrics["timing"]["train_seconds"] += float(selection.get("train_seconds", 0.0))
         write_json(self.run_dir / directory.METRICS, metrics)
         return outputs
 
