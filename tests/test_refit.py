@@ -133,3 +133,19 @@ def test_a_split_too_small_for_every_class_still_holds_out_a_sequence(tmp_path):
     path.write_text("@problemName Eight\n@univariate true\n@classLabel true a b c d\n@data\n" + body)
     kept, held_out = stratified_split(read_dataset(str(path)), 0.2, seed=1)
     assert (kept.size, held_out.size) == (6, 2)
+
+
+def test_compare_refits_every_run_for_its_own_chosen_epochs(small_file, tmp_path, cli):
+    """Two variants x two repeats as one program: each copy stops its refit at its own epochs."""
+    dropped = ("--seed", "3", "--quiet", "--units", "4", "--no-tensorboard")
+    settings = [f for f in flags(small_file)[2:] if f not in dropped]
+    args = ["--data", small_file, "--modes", "sum,ave", "--repeats", "2", "--set", "model.units=4", *settings]
+    args += ["--set", "train.learning_rate=0.05"]  # overfits soon: the runs choose different epochs
+    result = cli("compare", *args, "--out", tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(path.read_text()) for path in sorted((tmp_path / "c" / "results" / "small").glob("*.json"))]
+    assert len(records) == 4
+    for record in records:
+        assert record["epochs_run"] >= 8  # the validation phase, from start_from on
+        assert record["refit"] == {"epochs": max(6, record["best_epoch"]), "sequences": SEQUENCES}
+    assert len({record["refit"]["epochs"] for record in records}) > 1

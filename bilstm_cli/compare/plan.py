@@ -81,9 +81,6 @@ def comparison_datasets(config: Config, data_paths: tuple[str, ...] = ()) -> lis
     return datasets
 
 
-REFIT_KEYS = "train.refit."
-
-
 def with_recipe(config: Config, dataset: DatasetSpec) -> DatasetSpec:
     """A file dataset with the recipe for dataset files in its settings, for every key the user
     did not set (see :mod:`bilstm_cli.config.recipe`). Recorded with the comparison, so
@@ -91,8 +88,6 @@ def with_recipe(config: Config, dataset: DatasetSpec) -> DatasetSpec:
     if dataset.train is None:
         return dataset
     recipe = file_recipe(config._explicit, has_validation_file=dataset.val is not None or bool(config.data.val_path))
-    # compare does not refit (yet): its runs keep the validation phase's best weights
-    recipe = {key: value for key, value in recipe.items() if not key.startswith(REFIT_KEYS)}
     return dataset.model_copy(update={"settings": {**recipe, **flatten(dataset.settings)}})
 
 
