@@ -149,3 +149,18 @@ def test_compare_refits_every_run_for_its_own_chosen_epochs(small_file, tmp_path
         assert record["epochs_run"] >= 8  # the validation phase, from start_from on
         assert record["refit"] == {"epochs": max(6, record["best_epoch"]), "sequences": SEQUENCES}
     assert len({record["refit"]["epochs"] for record in records}) > 1
+
+
+def test_resume_writes_the_outputs_of_a_refit_stopped_after_its_last_checkpoint(reference, tmp_path, cli):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()
+    (run / ".bilstm-run").touch()
+    resumed = cli("train", "--resume", run, "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+    ours, theirs = (json.loads((r / "metrics.json").read_text()) for r in (run, reference))
+    assert ours["refit"] == {**theirs["refit"], "train_seconds": ours["refit"]["train_seconds"]}
+    assert ours["selection"]["best_epoch"] == theirs["selection"]["best_epoch"] and (run / "model.keras").exists()
