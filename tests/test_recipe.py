@@ -80,11 +80,9 @@ def test_training_a_file_with_no_flags_records_the_recipe(no_flags_run):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["train"]["early_stopping"]["enabled"] and config["data"]["standardize"]
     assert config["data"]["validation_split"] == 0.2 and config["model"]["units"] == 64
-    selection = metrics["selection"]  # the validation phase, then the refit on every series
-    assert 60 <= selection["epochs_run"] <= 200 and selection["val_accuracy"] >= 0.8  # easy classes
-    assert metrics["refit"]["epochs"] == max(60, selection["best_epoch"]) == metrics["epochs_run"]
-    epochs = sum(1 for event in events if event["event"] == "epoch")
-    assert epochs == selection["epochs_run"] + metrics["epochs_run"]  # logged every epoch, in both phases
+    assert 60 <= metrics["epochs_run"] <= 200 and metrics["final"]["val_accuracy"] >= 0.8  # easy classes
+    assert "refit" not in metrics and not config["train"]["refit"]["enabled"]  # measured, and off
+    assert sum(1 for event in events if event["event"] == "epoch") == metrics["epochs_run"]  # logged every epoch
     assert json.loads((run / "data.json").read_text())["task"] == "sequence"
 
 
@@ -104,12 +102,12 @@ def test_noisy_data_stops_early_and_keeps_the_best_weights(tmp_path):
     path.write_text("@problemName Noisy\n@univariate true\n@classLabel true a b\n@data\n" + "\n".join(rows) + "\n")
     result = run_bilstm("train", "--data", path, "--seed", "2", "--out", tmp_path / "run", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["selection"]  # the validation phase
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["stopped"] == "early-stopping" and metrics["epochs_run"] < 200
     history = np.genfromtxt(tmp_path / "run" / "history.csv", delimiter=",", names=True)
     best = int(history["epoch"][np.nanargmin(history["val_loss"])])
     assert metrics["best_epoch"] == best and metrics["epochs_run"] == max(best + 20, 60)  # patience 20, from 60
-    assert metrics["val_loss"] == pytest.approx(np.nanmin(history["val_loss"]), rel=1e-5)  # best kept
+    assert metrics["final"]["val_loss"] == pytest.approx(np.nanmin(history["val_loss"]), rel=1e-5)  # best kept
 
 
 def test_evaluate_and_predict_need_no_flags_either(no_flags_run, cli):
