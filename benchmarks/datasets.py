@@ -8,7 +8,13 @@ Prints a Markdown table and writes benchmarks/datasets.json. Seconds are the wal
 whole subprocess, start-up, TensorFlow import and compilation included: `bilstm train` for
 bilstm (not its evaluate call), the one baseline process (fit + test) for Keras.
 
+Small training sets: ``--fractions 1 0.5 0.25`` (the default) also trains on stratified
+subsamples of each TRAIN file (50% and 25% of every class, at least one series per class; drawn
+with ``--subsample-seed``, the same files for bilstm and the baseline and for every run seed);
+the TEST file is always the whole one.
+
 Usage: python benchmarks/datasets.py [--seeds N] [--data-dir DIR] [--only NAME ...] [--with-jv]
+                                     [--fractions F ...] [--no-baseline] [--out JSON]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -43,6 +50,27 @@ def run(command: list[str]) -> tuple[float, str]:
     if result.returncode != 0:
         raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr[-3000:]}")
     return wall, result.stdout
+
+
+def subsample(train: Path, fraction: float, seed: int, dest: Path) -> Path:
+    """A stratified ``fraction`` of ``train``'s series (at least one per class) as a new .ts
+    file in ``dest``; the header and the series' order are kept. ``fraction`` 1: ``train``."""
+    if fraction >= 1:
+        return train
+    lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip().lower().startswith("@data")) + 1
+    rows = [i for i in range(start, len(lines)) if lines[i].strip()]
+    by_label: dict[str, list[int]] = {}
+    for i in rows:
+        by_label.setdefault(lines[i].strip().rsplit(":", 1)[1].strip(), []).append(i)
+    rng = random.Random(seed)
+    kept = set()
+    for label in sorted(by_label):
+        members = by_label[label]
+        kept.update(rng.sample(members, max(1, round(fraction * len(members)))))
+    out = dest / f"{train.stem}-{fraction:g}-s{seed}.ts"
+    out.write_text("".join(lines[:start] + [lines[i] for i in rows if i in kept]), encoding="utf-8")
+    return out
 
 
 def shape(train: Path, test: Path) -> dict:
@@ -80,6 +108,12 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these datasets only")
     parser.add_argument("--with-jv", action="store_true", help="also JapaneseVowels (variable length)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Keras baseline")
+    parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25], metavar="F",
+        help="train on these stratified fractions of each TRAIN file (default 1 0.5 0.25)",
+    )  # fmt: skip
+    parser.add_argument("--subsample-seed", type=int, default=0, help="seed of the subsamples (default 0)")
+    parser.add_argument("--out", type=Path, default=HERE / "datasets.json", help="the JSON results")
     args = parser.parse_args()
     names = args.only or DATASETS + (EXTRA if args.with_jv else [])
     seeds = list(range(1, args.seeds + 1))
@@ -88,11 +122,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bilstm-bench-datasets-"))
     started = time.perf_counter()
     rows = []
-    for name in names:
-        train, test = args.data_dir / name / f"{name}_TRAIN.ts", args.data_dir / name / f"{name}_TEST.ts"
-        row = {"dataset": name, "shape": shape(train, test), "bilstm": [], "baseline": []}
+    jobs = [(name, fraction) for name in names for fraction in args.fractions]
+    for name, fraction in jobs:
+        full, test = args.data_dir / name / f"{name}_TRAIN.ts", args.data_dir / name / f"{name}_TEST.ts"
+        train = subsample(full, fraction, args.subsample_seed, work)
+        label = name if fraction >= 1 else f"{name} {fraction:.0%}"
+        row = {"dataset": label, "fraction": fraction, "shape": shape(train, test), "bilstm": [], "baseline": []}
         for seed in seeds:
-            out = work / f"{name}-{seed}"
+            out = work / f"{label.replace(' ', '-').replace('%', '')}-{seed}"
             command = [PYTHON, "-m", "bilstm_cli", "train", "--data", str(train), *RECIPE]
             command += ["--seed", str(seed), "--out", str(out), "--quiet"]
             wall, _ = run(command)
@@ -102,16 +139,17 @@ def main() -> int:
             row["bilstm"].append({
                 "seed": seed, "accuracy": score["accuracy"], "seconds": round(wall, 2),
                 "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-                "stopped": metrics["stopped"], "command": " ".join(["bilstm", *command[3:]]),
+                "stopped": metrics["stopped"], "refit": metrics.get("refit"), "selection": metrics.get("selection"),
+                "command": " ".join(["bilstm", *command[3:]]),
             })  # fmt: skip
-            print(f"{name} seed {seed}: bilstm {score['accuracy']:.3f} in {wall:.1f}s "
+            print(f"{label} seed {seed}: bilstm {score['accuracy']:.3f} in {wall:.1f}s "
                   f"({metrics['epochs_run']} epochs, best {metrics['best_epoch']})", file=sys.stderr)  # fmt: skip
             if not args.no_baseline:
                 baseline = [PYTHON, str(HERE / "keras_baseline.py"), str(train), str(test), "--seed", str(seed)]
                 wall, printed = run([*baseline, "--json"])
                 result = json.loads(printed.strip().splitlines()[-1])
                 row["baseline"].append({"seed": seed, "accuracy": result["accuracy"], "seconds": round(wall, 2)})
-                print(f"{name} seed {seed}: baseline {result['accuracy']:.3f} in {wall:.1f}s", file=sys.stderr)
+                print(f"{label} seed {seed}: baseline {result['accuracy']:.3f} in {wall:.1f}s", file=sys.stderr)
         rows.append(row)
 
     lines = [
@@ -132,11 +170,13 @@ def main() -> int:
     result = {
         "recipe": RECIPE,
         "seeds": seeds,
+        "fractions": args.fractions,
+        "subsample_seed": args.subsample_seed,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "total_seconds": round(total, 1),
         "datasets": rows,
     }
-    (HERE / "datasets.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

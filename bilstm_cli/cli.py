@@ -259,6 +259,13 @@ def train(
         emit_json({"event": "finished", "run_dir": str(result.run_dir), "metrics": result.metrics})
     elif not quiet:
         final, timing = result.metrics["final"], result.metrics["timing"]
+        selection = result.metrics.get("selection")
+        if selection is not None:  # the refit's model: the validation scores are its first phase's
+            final = {"val_loss": selection["val_loss"], "val_accuracy": selection["val_accuracy"]}
+            console.print(
+                f"validation phase: best epoch {selection['best_epoch']} of {selection['epochs_run']}; "
+                f"refit: {result.metrics['refit']['epochs']} epochs on {result.metrics['refit']['sequences']} sequences"
+            )
         console.print(
             f"val_loss {_fmt(final['val_loss'])}  val_accuracy {_fmt(final['val_accuracy'])}  "
             f"({result.metrics['epochs_run']} epochs, {timing['steps']} steps in {timing['train_seconds']:.1f}s, "

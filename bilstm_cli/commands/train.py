@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import backend
+from ..config.refit import refit_applies, refit_config, refit_epochs
 from ..config.schema import Config
 from ..data import stdin_data
 from ..data.formats import STDIN, source_label
@@ -87,9 +88,13 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
     found = stdin_data.fingerprint(files.train) if files is not None and _pinned(config) else None
     if found is not None:
         stdin_data.check_same_data(config.data.stdin, found, source_label(config.data.train_path))
-    data = prepare_training_data(config.data, seed, config.train.class_weight, files=files)
     device = select_device(config.train.device)
+    run = _Run(config, reporter, files, found, device, started)
+    if checkpoint_meta is not None and checkpoint_meta.get("phase") == REFIT:  # stopped during the refit
+        run.run_dir = run_dir
+        return run.refit(checkpoint_meta["selection"], (checkpoint_state, checkpoint_meta))
 
+    data = prepare_training_data(config.data, seed, config.train.class_weight, files=files)
     session = TrainingSession([config], [seed], data, device)
     if resume is None:
         run_dir = directory.prepare_run_directory(
@@ -97,6 +102,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         )
         directory.save_config(run_dir, stdin_data.recorded_config(config, found))  # what a re-run can use
         write_json(run_dir / directory.DATA_SPEC, data.describe())
+    run.run_dir = run_dir
     reporter.message(
         f"training {session.variant()} on {session.device.description} with {backend.name()} "
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
@@ -118,74 +124,176 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
             result = FitResult(progress.history, start_epoch, stopped, progress.stopping.best_epoch, elapsed)
             return _save_outputs(run_dir, session, result, compile_seconds, started)
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
-    history, stopping = progress.history, progress.stopping
-
-    def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
-        state = session.engine.state()
-        if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
-            # never replace the last good checkpoint with broken weights
-            raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
-        meta = {
-            "epoch": epoch,
-            "seed": seed,
-            "history": current_history.to_dict(),
-            "finished": finished,
-            "early_stopping": stopping.to_meta(),
-            "plateau": progress.plateau.to_meta(),
-        }
-        save_checkpoint(run_dir, state, meta, stopping.best_state)
-
-    events = _open_events(stdin_data.recorded_config(config, found), run_dir, start_epoch)
-
-    def on_log(record) -> None:
-        reporter.on_log(record)
-        if events is not None:
-            events.write_epochs(_columns(history), record.epoch)
-
-    reporter.start(start_epoch)
-    written = history  # the epochs to put in the event files when training ends, however it ends
-    try:
-        with StopRequest("stopping at the next safe point to save a checkpoint (press again to quit at once)") as stop:
-            # the early-stopping state comes in on resume, and the checkpoint callback saves it
-            callbacks = FitCallbacks(on_log, reporter.on_progress, checkpoint, lambda: stop.requested)
-            (result,) = session.fit(callbacks, start_epoch, [progress])
-    except Exception as exc:
-        reporter.close()
-        if isinstance(exc, NonFiniteLoss):
-            written = exc.history
-            _write_history(run_dir, exc.history)
-            good = _checkpoint_epoch(run_dir)
-            exc.message += f"; history saved up to epoch {exc.epoch - 1}" + (
-                f", last good checkpoint at epoch {good}" if good is not None else ""
-            )
-        raise
-    finally:
-        if events is not None:
-            events.write_epochs(_columns(written))
-            events.close()
-    reporter.close()
-
+    refits = refit_applies(config)
+    result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
     _write_history(run_dir, result.history)
-    if result.stopped == "interrupted":
-        checkpoint(result.epochs_run, result.history)
-        raise Interrupted(
-            f"interrupted at epoch {result.epochs_run}/{config.train.epochs}; "
-            f"checkpoint and history saved in {run_dir}",
-            f"resume with: bilstm train --resume {run_dir}",
+    if not refits:
+        return _save_outputs(run_dir, session, result, compile_seconds, started)
+    selection = session.metrics(result, compile_seconds, time.perf_counter() - started)
+    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {seed}, validation phase)")
+    chosen = refit_epochs(config, result.best_epoch, result.epochs_run)
+    summary = {
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "best_epoch": result.best_epoch,
+        "refit_epochs": chosen,
+        "train_sequences": data.train_dataset.size,
+        "validation_sequences": data.validation.size if data.validation is not None else 0,
+        "val_loss": selection["final"]["val_loss"],
+        "val_accuracy": selection["final"]["val_accuracy"],
+        "compile_seconds": compile_seconds,
+        "train_seconds": result.train_seconds,
+    }
+    return run.refit(summary, None)
+
+
+REFIT = "refit"  # checkpoint meta "phase" of a run's refit
+STOPPING = "stopping at the next safe point to save a checkpoint (press again to quit at once)"
+
+
+class _Run:
+    """One ``train`` run's phases (the validation phase, then the refit) into ``run_dir``."""
+
+    def __init__(self, config: Config, reporter: Reporter, files, found, device, started: float):
+        self.config, self.reporter, self.files, self.found = config, reporter, files, found
+        self.device, self.started = device, started
+        self.run_dir: Path | None = None
+
+    def phase(
+        self,
+        session: TrainingSession,
+        progress: CopyProgress,
+        start_epoch: int,
+        meta_extra: dict,
+        events: bool,
+        finish: bool,
+        history_file: str = directory.HISTORY,
+    ) -> FitResult:
+        """Train ``session`` from ``start_epoch`` with checkpoints (their meta with
+        ``meta_extra``); the last checkpoint is marked finished when ``finish``."""
+        run_dir, reporter, config = self.run_dir, self.reporter, session.configs[0]
+        history, stopping = progress.history, progress.stopping
+
+        def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
+            state = session.engine.state()
+            if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
+                # never replace the last good checkpoint with broken weights
+                raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
+            meta = {
+                "epoch": epoch,
+                "seed": config.train.seed,
+                "history": current_history.to_dict(),
+                "finished": finished,
+                "early_stopping": stopping.to_meta(),
+                "plateau": progress.plateau.to_meta(),
+                **meta_extra,
+            }
+            save_checkpoint(run_dir, state, meta, stopping.best_state)
+
+        recorded = stdin_data.recorded_config(self.config, self.found)
+        log = _open_events(recorded, run_dir, start_epoch) if events else None
+
+        def on_log(record) -> None:
+            reporter.on_log(record)
+            if log is not None:
+                log.write_epochs(_columns(history), record.epoch)
+
+        if meta_extra and start_epoch == 0:
+            checkpoint(0, history)  # a run stopped before the phase's first checkpoint resumes it
+        reporter.start(start_epoch)
+        written = history  # the epochs to put in the event files when training ends, however it ends
+        try:
+            with StopRequest(STOPPING) as stop:
+                # the early-stopping state comes in on resume, and the checkpoint callback saves it
+                callbacks = FitCallbacks(on_log, reporter.on_progress, checkpoint, lambda: stop.requested)
+                (result,) = session.fit(callbacks, start_epoch, [progress])
+        except Exception as exc:
+            reporter.close()
+            if isinstance(exc, NonFiniteLoss):
+                written = exc.history
+                _write_history(run_dir, exc.history, history_file)
+                good = _checkpoint_epoch(run_dir)
+                exc.message += f"; history saved up to epoch {exc.epoch - 1}" + (
+                    f", last good checkpoint at epoch {good}" if good is not None else ""
+                )
+            raise
+        finally:
+            if log is not None:
+                log.write_epochs(_columns(written))
+                log.close()
+        reporter.close()
+
+        if result.stopped == "interrupted":
+            _write_history(run_dir, result.history, history_file)
+            checkpoint(result.epochs_run, result.history)
+            raise Interrupted(
+                f"interrupted at epoch {result.epochs_run}/{config.train.epochs}"
+                f"{' of the refit' if meta_extra else ''}; checkpoint and history saved in {run_dir}",
+                f"resume with: bilstm train --resume {run_dir}",
+            )
+        if finish:
+            _write_history(run_dir, result.history, history_file)
+            checkpoint(result.epochs_run, result.history, finished=True)
+        return result
+
+    def refit(self, selection: dict, checkpoint: tuple | None) -> TrainResult:
+        """Train again on every training sequence for ``selection["refit_epochs"]`` epochs
+        (resumed from ``checkpoint``: its state and meta) and save that model as the run's."""
+        config = refit_config(self.config, int(selection["refit_epochs"]))
+        seed, reporter = config.train.seed, self.reporter
+        data = prepare_training_data(config.data, seed, config.train.class_weight, files=self.files)
+        session = TrainingSession([config], [seed], data, self.device)
+        compile_seconds = session.compile()
+        progress, start_epoch = CopyProgress(), 0
+        if checkpoint is not None:
+            state, meta = checkpoint
+            session.engine.load_state(state)
+            progress.history = History.from_dict(meta["history"])
+            start_epoch = int(meta["epoch"])
+        if hasattr(reporter, "set_total"):
+            reporter.set_total(config.train.epochs)
+        reporter.message(
+            f"refit: {config.train.epochs} epochs on all {data.train_dataset.size} training sequences "
+            f"(best validation epoch {selection['best_epoch']})"
+            + (f", resuming at epoch {start_epoch}" if start_epoch else "")
         )
-    checkpoint(result.epochs_run, result.history, finished=True)
-    return _save_outputs(run_dir, session, result, compile_seconds, started)
+        if checkpoint is not None and checkpoint[1].get("finished"):
+            result = FitResult(progress.history, start_epoch, None, None, 0.0)
+        else:
+            meta_extra = {"phase": REFIT, "selection": selection}
+            result = self.phase(session, progress, start_epoch, meta_extra, False, True, REFIT_HISTORY)
+        metrics_compile = compile_seconds + float(selection.get("compile_seconds", 0.0))
+        outputs = _save_outputs(self.run_dir, session, result, metrics_compile, self.started, save=False)
+        metrics = outputs.metrics
+        metrics["refit"] = {
+            "epochs": config.train.epochs,
+            "sequences": data.train_dataset.size,
+            "scale": config.train.refit.scale,
+            "train_seconds": result.train_seconds,
+        }
+        metrics["selection"] = {k: v for k, v in selection.items() if k != "compile_seconds"}
+        write_json(self.run_dir / directory.METRICS, metrics)
+        return outputs
+
+
+REFIT_HISTORY = "history-refit.csv"
 
 
 def _save_outputs(
-    run_dir: Path, session: TrainingSession, result: FitResult, compile_seconds: float, started: float
+    run_dir: Path,
+    session: TrainingSession,
+    result: FitResult,
+    compile_seconds: float,
+    started: float,
+    save: bool = True,
 ) -> TrainResult:
     """The finished run's model, metrics and plot (history.csv is written before the finished
-    checkpoint, so a run resumed to write these has it already)."""
+    checkpoint, so a run resumed to write these has it already); metrics.json only if ``save``."""
     metrics = session.metrics(result, compile_seconds, time.perf_counter() - started)
     directory.save_model(run_dir, session.model_to_save())
-    write_json(run_dir / directory.METRICS, metrics)
-    plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {session.seeds[0]})")
+    if save:
+        write_json(run_dir / directory.METRICS, metrics)
+        plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {session.seeds[0]})")
     return TrainResult(run_dir, metrics)
 
 
@@ -231,8 +339,8 @@ def _columns(history: History) -> dict[str, list]:
     return {name: getattr(history, name) for name in History.COLUMNS}
 
 
-def _write_history(run_dir: Path, history: History) -> None:
-    write_csv(run_dir / directory.HISTORY, history.COLUMNS, history.rows())
+def _write_history(run_dir: Path, history: History, name: str = directory.HISTORY) -> None:
+    write_csv(run_dir / name, history.COLUMNS, history.rows())
 
 
 def _checkpoint_epoch(run_dir: Path) -> int | None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from .. import backend
+from ..config.refit import refit_applies, refit_config, refit_epochs
 from ..config.schema import Config
 from ..data.prepare import DataFiles, TrainingData
 from ..engine.loop import FitCallbacks, FitResult
@@ -72,7 +73,12 @@ def run_job(
     results = session.fit(FitCallbacks(should_stop=should_stop))
     if any(result.stopped == "interrupted" for result in results):
         return
-    tests = session.test_scores()
+    refits, scoring = [None] * len(results), session  # the test set scores the refit's models
+    if refit_applies(configs[0]):
+        scoring, refits = _refit(configs, run_seeds, results, job, seeds, files, prepared, device, should_stop)
+        if scoring is None:  # interrupted
+            return
+    tests = scoring.test_scores()
     seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
     keep = config.compare.save_models != "none"
     scores = (session.validation_scores(), tests) if keep else None  # once for all the kept models
@@ -83,10 +89,28 @@ def run_job(
             record = run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds)
             if keep:  # the driver writes it (see compare/saved_models.py)
                 record[SAVED_MODEL] = saved_model(
-                    session, copy, seeds[repeat], results[copy], compile_seconds, seconds, scores
+                    scoring, copy, seeds[repeat], results[copy], compile_seconds, seconds, scores
                 )
+            if refits[copy] is not None:
+                record["refit"] = refits[copy]
             on_result(record)
             copy += 1
+
+
+def _refit(configs, run_seeds, results, job, seeds, files, prepared, device, should_stop):
+    """Every run trained again on all training sequences for its own chosen epochs (as
+    ``bilstm train`` does, see :mod:`bilstm_cli.config.refit`), as one program: (the refit's
+    session, each run's refit record), or (None, None) when interrupted."""
+    chosen = [refit_epochs(config, result.best_epoch, result.epochs_run) for config, result in zip(configs, results)]
+    refit_configs = [refit_config(config, max(chosen)) for config in configs]
+    data = job_data(job.dataset.name, refit_configs[0], seeds[0], files, prepared if prepared is not None else {})
+    session = TrainingSession(refit_configs, run_seeds, data, device)
+    session.compile()
+    refitted = session.fit(FitCallbacks(should_stop=should_stop), copy_epochs=chosen)
+    if any(result.stopped == "interrupted" for result in refitted):
+        return None, None
+    sequences = data.train_dataset.size
+    return session, [{"epochs": epochs, "sequences": sequences} for epochs in chosen]
 
 
 def job_data(

@@ -115,6 +115,21 @@ class EarlyStopping(Section):
     enabled: bool = False
     patience: int = Field(10, ge=1, description="epochs without val_loss improvement before stopping")
     min_delta: float = Field(0.0, ge=0)
+    start_from: int = Field(
+        0, ge=0, description="no stopping before this epoch (the best epoch is tracked from the first)"
+    )
+
+
+class Refit(Section):
+    enabled: bool = Field(
+        False,
+        description="after early stopping on the validation split, train again from the start on all "
+        "training sequences for the chosen number of epochs; that model is the run's",
+    )
+    scale: float = Field(
+        1.0, gt=0, le=10, description="refit epochs = best epoch x scale (rounded, at least min_epochs)"
+    )
+    min_epochs: int = Field(1, ge=1, description="the fewest epochs a refit trains")
 
 
 class TrainConfig(Section):
@@ -149,6 +164,7 @@ class TrainConfig(Section):
         "auto", description="XLA for the training loop; auto = on CPU for small steps (batch x timesteps <= 2048)"
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    refit: Refit = Field(default_factory=Refit)
     class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
     checkpoint_every: Optional[int] = Field(
         None, ge=1, description="epochs between checkpoints; null = at logged rows, at most every 30 s"

@@ -186,6 +186,8 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     for stratum in np.unique(strata):
         members = rng.permutation(np.flatnonzero(strata == stratum))
         held_out.extend(members[: int(round(fraction * len(members)))])
+    if not held_out:  # every class too small to give one: one each from the largest classes
+        held_out = _one_per_class(strata, max(1, int(round(fraction * dataset.size))), rng)
     held_out = np.sort(np.array(held_out, dtype=np.int64))
     kept = np.setdiff1d(np.arange(dataset.size), held_out)
     if len(held_out) == 0 or len(kept) == 0:
@@ -196,6 +198,17 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
             "(and --set train.early_stopping.enabled=false, which needs validation data)",
         )
     return dataset.subset(kept), dataset.subset(held_out)
+
+
+def _one_per_class(strata: np.ndarray, wanted: int, rng: np.random.Generator) -> list[int]:
+    """``wanted`` sequences, one from each of the largest classes (those with two or more)."""
+    values, counts = np.unique(strata, return_counts=True)
+    order = sorted(range(len(values)), key=lambda k: (-counts[k], k))
+    chosen = []
+    for k in order[:wanted]:
+        if counts[k] >= 2:
+            chosen.append(int(rng.choice(np.flatnonzero(strata == values[k]))))
+    return chosen
 
 
 def _standardization(enabled: bool, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:

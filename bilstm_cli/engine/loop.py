@@ -63,8 +63,10 @@ class FitPlan:
     start_epoch: int = 0
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
+    early_stopping_start_from: int = 0  # no stopping before this epoch
     plateau_patience: int | None = None  # None: no reduce-on-plateau
     plateau_factor: float = 0.5
+    copy_epochs: Sequence[int] | None = None  # each copy's last epoch (a refit's); None: ``epochs``
 
 
 @dataclass
@@ -219,6 +221,10 @@ def fit(
                 _record_epochs(run.history, epoch, results[:, copy], steps_per_epoch, now, int(copy), rates[:, copy])
                 progress[copy].epochs_run = chunk_end
             epoch = chunk_end
+            if plan.copy_epochs is not None:  # copies that reached their own last epoch freeze
+                for copy in np.flatnonzero(engine.active):
+                    if epoch >= plan.copy_epochs[copy]:
+                        engine.active[copy] = False
             callbacks.on_progress(epoch)
 
             logged = epoch % plan.log_every == 0 or epoch == plan.epochs
@@ -275,7 +281,11 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
             if val_loss < stopping.best_loss - plan.early_stopping_min_delta:
                 stopping.best_loss, stopping.best_epoch = val_loss, epoch
                 stopping.best_state = engine.copy_state(int(copy))
-            elif stopping.best_epoch is not None and epoch - stopping.best_epoch >= plan.early_stopping_patience:
+            elif (
+                stopping.best_epoch is not None
+                and epoch - stopping.best_epoch >= plan.early_stopping_patience
+                and epoch >= plan.early_stopping_start_from
+            ):
                 run.stopped = "early-stopping"
                 engine.active[copy] = False  # frozen from the next step on
 
@@ -377,6 +387,8 @@ def _checkpoint_due(plan: FitPlan, epoch: int, logged: bool, seconds_since: floa
 
 def _next_boundary(epoch: int, plan: FitPlan) -> int:
     candidates = [plan.epochs, (epoch // plan.log_every + 1) * plan.log_every]
+    if plan.copy_epochs is not None:
+        candidates += [last for last in plan.copy_epochs if last > epoch]
     if plan.checkpoint_every:
         candidates.append((epoch // plan.checkpoint_every + 1) * plan.checkpoint_every)
     return min(candidates)

@@ -117,7 +117,8 @@ class TrainingSession:
                 source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(self.sources)
             ),
             standardization=data.standardization,
-            freezable=len(configs) > 1 and config.train.early_stopping.enabled,
+            # copies stop apart: early stopping, or a refit's own number of epochs
+            freezable=len(configs) > 1 and (config.train.early_stopping.enabled or config.train.refit.enabled),
         )
         self.engine: Engine = module.engine_class(device.devices)(
             program,
@@ -153,7 +154,7 @@ class TrainingSession:
     def compile(self) -> float:
         return self.engine.compile(self.validation)
 
-    def plan(self, start_epoch: int = 0) -> FitPlan:
+    def plan(self, start_epoch: int = 0, copy_epochs: Sequence[int] | None = None) -> FitPlan:
         train = self.configs[0].train
         stopping = train.early_stopping
         for needs, key in (
@@ -172,8 +173,10 @@ class TrainingSession:
             start_epoch=start_epoch,
             early_stopping_patience=stopping.patience if stopping.enabled else None,
             early_stopping_min_delta=stopping.min_delta,
+            early_stopping_start_from=stopping.start_from,
             plateau_patience=train.plateau_patience if train.schedule == "plateau" else None,
             plateau_factor=train.plateau_factor,
+            copy_epochs=copy_epochs,
         )
 
     def fit(
@@ -181,10 +184,13 @@ class TrainingSession:
         callbacks: FitCallbacks | None = None,
         start_epoch: int = 0,
         progress: Sequence[CopyProgress] | None = None,
+        copy_epochs: Sequence[int] | None = None,
     ) -> list[FitResult]:
         """Train every run from ``start_epoch`` (resume: with each run's saved ``progress``,
-        which the loop updates in place so checkpoints can save it); one result per run."""
-        return fit(self.engine, self.sources, self.plan(start_epoch), self.validation, callbacks, progress)
+        which the loop updates in place so checkpoints can save it); one result per run.
+        ``copy_epochs``: each run's own last epoch (at most ``train.epochs``; a refit's)."""
+        plan = self.plan(start_epoch, copy_epochs)
+        return fit(self.engine, self.sources, plan, self.validation, callbacks, progress)
 
     def validation_scores(self):
         """``(C, 2)``: every run's validation loss and accuracy with its current weights, or None."""

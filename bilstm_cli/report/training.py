@@ -40,6 +40,12 @@ class EpochReporter:
         self._start_epoch = 0
         self._pending = None  # the last logged row, if it was not shown
 
+    def set_total(self, total_epochs: int) -> None:
+        """A new phase of ``total_epochs`` (the refit), before its :meth:`start`."""
+        self.total = total_epochs
+        self._shown_every = max(1, total_epochs // ROWS_SHOWN)
+        self._header_printed = False
+
     @staticmethod
     def choose_mode(as_json: bool, quiet: bool, console: Console) -> str:
         if as_json:
