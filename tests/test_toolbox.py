@@ -135,7 +135,7 @@ def test_early_stopping_flags(cli):
         return shown["train"]["early_stopping"]
 
     assert stopping()["enabled"] is False
-    assert stopping("--early-stopping") == {"enabled": True, "patience": 10, "min_delta": 0.0}
+    assert stopping("--early-stopping") == {"enabled": True, "patience": 10, "min_delta": 0.0, "start_from": 0}
     assert stopping("--patience", "3")["enabled"] is True and stopping("--patience", "3")["patience"] == 3
     assert stopping("--patience", "3", "--no-early-stopping")["enabled"] is False
     assert stopping("--set", "train.early_stopping.enabled=true", "--no-early-stopping")["enabled"] is False
