@@ -137,15 +137,17 @@ def test_a_split_too_small_for_every_class_still_holds_out_a_sequence(tmp_path):
 
 
 def test_compare_refits_every_run_for_its_own_chosen_epochs(small_file, tmp_path, cli):
-    """Two variants x two repeats as one program: each copy stops its refit at its own epochs."""
+    """Four variants (two modes x two rates) x two repeats as one program: each copy stops its
+    refit at its own epochs."""
     dropped = ("--seed", "3", "--quiet", "--units", "4", "--no-tensorboard")
     settings = [f for f in flags(small_file)[2:] if f not in dropped]
     args = ["--data", small_file, "--modes", "sum,ave", "--repeats", "2", "--set", "model.units=4", *settings]
-    args += ["--set", "train.learning_rate=0.05"]  # overfits soon: the runs choose different epochs
+    # a fast rate overfits soon, a slow one late: the runs of one program choose different epochs
+    args += ["--vary", "train.learning_rate=0.05,0.005"]
     result = cli("compare", *args, "--out", tmp_path / "c", "--json")
     assert result.exit_code == 0, result.stderr
     records = [json.loads(path.read_text()) for path in sorted((tmp_path / "c" / "results" / "small").glob("*.json"))]
-    assert len(records) == 4
+    assert len(records) == 8
     for record in records:
         assert record["epochs_run"] >= 8  # the validation phase, from start_from on
         assert record["refit"] == {"epochs": max(6, record["best_epoch"]), "sequences": SEQUENCES}
