@@ -399,3 +399,14 @@ def test_a_finished_run_trained_longer_equals_one_longer_run(cli, tmp_path):
     early = [*flags, "--epochs", "20", "--early-stopping", "--patience", "5", "--out", tmp_path / "early", "-q"]
     assert cli("train", *early).exit_code == 0
     assert_clean_error(cli("train", "--resume", tmp_path / "early", "--epochs", "40"), 2, "early stopping")
+
+
+def test_a_run_that_stopped_early_is_finished_for_resume(cli, tmp_path):
+    """A finished run that early stopping ended before its planned epochs is not trained on by a
+    plain --resume (only --epochs plans more, and it refuses early stopping)."""
+    run = tmp_path / "early"
+    flags = tiny_flags(epochs=200, log_every=1, seed=3)
+    settings = ["--set", "train.early_stopping={enabled: true, patience: 1, min_delta: 1.0e9}"]
+    assert cli("train", *flags, *settings, "--out", run, "-q").exit_code == 0
+    assert json.loads((run / "metrics.json").read_text())["stopped"] == "early-stopping"
+    assert_clean_error(cli("train", "--resume", run), 2, "already finished")

@@ -70,7 +70,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         directory.hold_run_directory(run_dir)
         checkpoint_state, checkpoint_meta, best_state = load_checkpoint_with_best(run_dir)
         # a run stopped (Ctrl-C, SIGKILL) between its last checkpoint and its outputs: write them now
-        longer = int(checkpoint_meta["epoch"]) < config.train.epochs  # --resume --epochs N
+        longer = _planned_epochs(run_dir) < config.train.epochs  # --resume --epochs N
         finishing = bool(checkpoint_meta.get("finished")) and not longer
         if finishing and all((run_dir / name).exists() for name in (directory.MODEL, directory.METRICS)):
             raise UsageError(
@@ -312,15 +312,21 @@ def _pinned(config: Config) -> bool:
     return config.data.train_path == STDIN or config.data.stdin is not None
 
 
+def _planned_epochs(run_dir: Path) -> int:
+    """The epochs the run's config.yaml plans (what ``--epochs`` with ``--resume`` may raise)."""
+    import yaml
+
+    return int(yaml.safe_load((run_dir / directory.CONFIG).read_text())["train"]["epochs"])
+
+
 def _record_longer_plan(run_dir: Path, config: Config) -> None:
     """A finished run trained longer: its config.yaml says the new length (and the log interval
     it keeps), so the directory describes what it holds and a re-run reproduces it."""
     import yaml
 
     saved = yaml.safe_load((run_dir / directory.CONFIG).read_text())
-    if saved["train"]["epochs"] != config.train.epochs:  # (a plain resume plans what it planned)
-        saved["train"].update(epochs=config.train.epochs, log_every=config.train.log_every)
-        atomic.write_text(run_dir / directory.CONFIG, yaml.safe_dump(saved, sort_keys=False))
+    saved["train"].update(epochs=config.train.epochs, log_every=config.train.log_every)
+    atomic.write_text(run_dir / directory.CONFIG, yaml.safe_dump(saved, sort_keys=False))
 
 
 def _open_events(config: Config, run_dir: Path, start_epoch: int) -> EventLog | None:
