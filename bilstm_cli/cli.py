@@ -442,7 +442,8 @@ def compare(config_file, assignments, resume, dry_run, as_json, quiet, **options
 @click.option("--resume", type=folder_path(), help="Continue an interrupted search (after Ctrl-C or kill -9).")
 @json_option
 @quiet_option
-def tune(config_file, assignments, resume, as_json, quiet, **options):
+@dry_run_option
+def tune(config_file, assignments, resume, as_json, quiet, dry_run, **options):
     """Search config values with Optuna, then confirm the best on data the search never saw.
 
     \b
@@ -455,7 +456,15 @@ def tune(config_file, assignments, resume, as_json, quiet, **options):
     from .report.training import EpochReporter
     from .report.tuning import TuneReporter, print_tune_summary
 
+    if dry_run and resume:
+        raise click.UsageError("--dry-run plans a new search; it does not combine with --resume")
     config, dimensions = tune_request(config_file, assignments, options, resume)
+    if dry_run:
+        load_command("dry_run", config.train.backend)  # selects the backend, then imports the module
+        from .commands.dry_run import run_tune_dry_run
+
+        _dry_run(run_tune_dry_run(config, dimensions, out=options["out"]), as_json)
+        return
     console = stderr_console()
     mode = EpochReporter.choose_mode(as_json, quiet, console)
     reporter = TuneReporter(mode, console)

@@ -42,3 +42,20 @@ def test_compare_dry_run_counts_runs_and_programs(cli, tiny, tmp_path, monkeypat
 def test_dry_run_with_resume_is_refused(cli, tmp_path):
     assert_clean_error(cli("train", "--resume", tmp_path, "--dry-run"), 2, "--dry-run")
     assert_clean_error(cli("compare", "--resume", tmp_path, "--dry-run"), 2, "--dry-run")
+
+
+def test_tune_dry_run_plans_the_search_and_the_confirmation(cli, tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = ["--search", "model.units=int:4:8", "--trials", "3", "--top-k", "2", "--confirm-repeats", "2"]
+    result = cli("tune", *tiny(epochs=10, seed=1), *flags, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["command"] == "tune" and plan["space"] == ["model.units: int:4:8"] and plan["trials"] == 3
+    assert plan["confirm_runs"] == (2 + 1) * 2  # finalists and the baseline, paired repeats
+    one_run = plan["estimate_seconds_one_run"]
+    assert plan["search_seconds"] == pytest.approx(3 * one_run)
+    assert plan["estimate_seconds"] == pytest.approx(plan["search_seconds"] + plan["confirm_seconds"] + one_run)
+    people = cli("tune", *tiny(epochs=10, seed=1), *flags, "--dry-run")
+    assert "search: 1 dimension(s), 3 trials" in people.stdout and "confirmation: 6 runs" in people.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written: no tune directory, no study
+    assert_clean_error(cli("tune", "--resume", tmp_path, "--dry-run"), 2, "--dry-run")

@@ -135,3 +135,34 @@ def _estimate(probe, compile_seconds: float, training_seconds: float, workers: i
 def _data_name(config: Config) -> str:
     path = config.data.train_path
     return "generated" if path is None else ("stdin" if path == "-" else path)
+
+
+def run_tune_dry_run(config: Config, dimensions: list, out: str | None = None) -> dict[str, Any]:
+    """The plan of ``bilstm tune``: the search's budget and the confirmation's runs, timed from a
+    probe of the starting config (each trial's size differs; pruned trials stop sooner)."""
+    from ..tune.study import parse_duration, trials_budget
+
+    plan = run_dry_run(config, out=out)
+    one_run = plan["estimate_seconds"]
+    tune = config.tune
+    trials = trials_budget(tune, dimensions)
+    timeout = parse_duration(tune.timeout)
+    search = [s for s in (None if trials is None else trials * one_run / tune.workers, timeout) if s is not None]
+    confirm_runs = (tune.top_k + 1) * tune.confirm_repeats
+    # the confirmation is a comparison: programs of many runs, one compile each, over two workers
+    compile_seconds = plan["probe"]["compile_seconds"]
+    confirm = compile_seconds + confirm_runs * (one_run - compile_seconds) / 2 if confirm_runs else 0.0
+    plan.update(
+        command="tune",
+        estimate_seconds_one_run=one_run,
+        space=[f"{dimension.key}: {dimension.spec()}" for dimension in dimensions],
+        trials=trials,
+        timeout_seconds=timeout,
+        sampler=tune.sampler,
+        pruner=tune.pruner,
+        confirm_runs=confirm_runs,
+        search_seconds=min(search),
+        confirm_seconds=confirm,
+        estimate_seconds=min(search) + confirm + one_run,  # and the winner's run on all the data
+    )
+    return plan

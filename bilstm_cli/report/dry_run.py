@@ -15,6 +15,18 @@ def print_dry_run(plan: dict[str, Any], console: Console) -> None:
     lines = ["dry run: nothing is trained or written"]
     if plan["command"] == "train":
         lines.append(f"run: {plan['variants'][0]} on {plan['datasets'][0]} -> {plan['out']}")
+    elif plan["command"] == "tune":
+        budget = [f"{plan['trials']} trials"] if plan["trials"] is not None else []
+        budget += [f"at most {seconds(plan['timeout_seconds'])}"] if plan["timeout_seconds"] is not None else []
+        lines += [
+            f"search: {len(plan['space'])} dimension(s), {' or '.join(budget)}, sampler {plan['sampler']}, "
+            f"pruner {plan['pruner']}, on {plan['datasets'][0]}",
+            *(f"  {dimension}" for dimension in plan["space"]),
+            f"each trial: about {seconds(plan['estimate_seconds_one_run'])} (the starting config, probed; other "
+            "sizes differ, pruned trials stop sooner)",
+            f"confirmation: {plan['confirm_runs']} runs (finalists and baseline x paired repeats), then the "
+            "winner on all the training data",
+        ]
     else:
         lines += [
             f"plan: {len(plan['datasets'])} dataset(s) x {len(plan['variants'])} variant(s) x {plan['repeats']} "
@@ -33,6 +45,8 @@ def print_dry_run(plan: dict[str, Any], console: Console) -> None:
         f"estimated time: {seconds(plan['estimate_seconds'])} (compiles and training, scaled from the probe; "
         "start-up and writing files not included)",
     ]
+    if plan["command"] == "tune":
+        lines[-1] += f"; search {seconds(plan['search_seconds'])}, confirmation {seconds(plan['confirm_seconds'])}"
     if plan.get("workers", 1) > 1:
         lines.append(f"  each of the {plan['workers']} worker processes also starts and imports the backend on its own")
     console.print("\n".join(lines), markup=False, highlight=False)
