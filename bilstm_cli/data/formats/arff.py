@@ -35,6 +35,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import Dataset, pad_sequences
+from .ts import _is_float  # the same number test as .ts
 
 _NUMERIC = ("numeric", "real", "integer")
 
@@ -247,11 +248,3 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in ("'", '"'):
         return value[1:-1]
     return value
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True

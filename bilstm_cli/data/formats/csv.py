@@ -42,15 +42,15 @@ def read(text: str, where: str, task: str | None) -> Dataset:
             f"(found: {', '.join(columns)})",
             "the CSV header must be sequence,step,x,y or sequence,step,x0,x1,...,y",
         )
-    feature_columns = _feature_columns(columns, where)
-    unexpected = [c for c in columns if c not in {"sequence", "step", "y", *feature_columns}]
+    x_columns = feature_columns(columns, where)
+    unexpected = [c for c in columns if c not in {"sequence", "step", "y", *x_columns}]
     if unexpected:
         raise DataError(f"{where}: unexpected column {unexpected[0]!r}", "expected sequence,step,x...,y")
     if frame.empty:
         raise DataError(f"{where}: the CSV has a header but no rows")
 
     numeric = {}
-    for column in ["step", *feature_columns]:
+    for column in ["step", *x_columns]:
         raw = frame[column]
         values = pd.to_numeric(raw, errors="coerce")
         is_nan = raw.astype(str).str.strip().str.lower().str.lstrip("+-") == "nan"  # NaN, a number to judge below
@@ -61,7 +61,7 @@ def read(text: str, where: str, task: str | None) -> Dataset:
             problem = "is empty" if pd.isna(shown) else f"is not a number: {shown!r}"
             raise DataError(f"{where}, line {row + 2}: column {column!r} {problem}", "remove or impute missing values")
         numeric[column] = values.to_numpy()
-    for column in ["step", *feature_columns]:
+    for column in ["step", *x_columns]:
         not_finite = ~np.isfinite(numeric[column].astype(np.float64))
         if not_finite.any():
             row = int(np.argmax(not_finite))
@@ -70,7 +70,7 @@ def read(text: str, where: str, task: str | None) -> Dataset:
                 f"{where}, line {row + 2}: column {column!r} holds {held} at row {row + 1}",
                 "remove or impute missing values",
             )
-    x_values = np.column_stack([numeric[c] for c in feature_columns]).astype(np.float64)
+    x_values = np.column_stack([numeric[c] for c in x_columns]).astype(np.float64)
     steps = numeric["step"]
     if (steps != np.round(steps)).any():
         row = int(np.argmax(steps != np.round(steps)))
@@ -95,7 +95,7 @@ def read(text: str, where: str, task: str | None) -> Dataset:
 
     count = len(first_rows)
     lengths = np.bincount(codes, minlength=count).astype(np.int64)
-    x = np.zeros((count, int(lengths.max()), len(feature_columns)), dtype=np.float32)
+    x = np.zeros((count, int(lengths.max()), len(x_columns)), dtype=np.float32)
     x[codes, expected_step] = x_values
     y, classes = None, None
     if "y" in columns:
@@ -128,7 +128,8 @@ def _first_ragged_row(text: str) -> tuple[int, int, int]:
     return 0, 0, len(header)
 
 
-def _feature_columns(columns: list[str], where: str) -> list[str]:
+def feature_columns(columns: list[str], where: str) -> list[str]:
+    """The feature columns of a table: ``x``, or ``x0``, ``x1``, ... in order (CSV and Parquet)."""
     if "x" in columns:
         return ["x"]
     numbered = sorted((c for c in columns if c.startswith("x") and c[1:].isdigit()), key=lambda c: int(c[1:]))

@@ -24,6 +24,7 @@ from ...errors import DataError, UsageError, first_line
 from ...limits import GIB, MAX_DECODED_BYTES
 from ..dataset import SEQUENCE, Dataset, pad_labels, pad_sequences
 from ..labels import MAX_LABEL, encode_labels, label_values, valid_class_numbers
+from .csv import feature_columns as _feature_columns  # the same column rule as CSV
 
 INSTALL = 'pip install "bilstm[parquet]"  (or: pip install "pyarrow>=14")'
 MAGIC = b"PAR1"  # the first and last four bytes of every Parquet file
@@ -318,21 +319,6 @@ def _position_in_sequence(codes: np.ndarray, count: int) -> np.ndarray:
     position = np.empty_like(codes)
     position[order] = np.arange(len(codes)) - starts[codes[order]]
     return position
-
-
-def _feature_columns(columns: list[str], where: str) -> list[str]:
-    if "x" in columns:
-        return ["x"]
-    numbered = sorted((c for c in columns if c.startswith("x") and c[1:].isdigit()), key=lambda c: int(c[1:]))
-    if not numbered:
-        raise DataError(
-            f"{where}: missing feature column(s): expected 'x' or 'x0', 'x1', ... (found: {', '.join(columns)})"
-        )
-    expected = [f"x{i}" for i in range(len(numbered))]
-    if numbered != expected:
-        missing = next(e for e, n in zip(expected, numbered) if e != n)
-        raise DataError(f"{where}: feature columns must be x0..x{len(numbered) - 1}; {missing!r} is missing")
-    return numbered
 
 
 # ---------------------------------------------------------------------------- writing
