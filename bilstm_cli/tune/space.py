@@ -21,7 +21,7 @@ import yaml
 
 from ..config.resolve import with_overrides
 from ..config.schema import Config
-from ..config.variants import NOT_VARIABLE
+from ..config.variants import NOT_VARIABLE, value_text
 from ..errors import ConfigError, UsageError
 
 # keys a search cannot vary (as a comparison's grid cannot), with the reason
@@ -47,8 +47,8 @@ class Dimension:
     def spec(self) -> str:
         """The dimension in the one syntax (what ``tune.space`` records)."""
         if self.kind == "choice":
-            return "choice:" + ",".join(_text(value) for value in self.choices)
-        return f"{self.kind}:{_text(self.low)}:{_text(self.high)}" + (":log" if self.log else "")
+            return "choice:" + ",".join(value_text(value) for value in self.choices)
+        return f"{self.kind}:{value_text(self.low)}:{value_text(self.high)}" + (":log" if self.log else "")
 
     def suggest(self, trial) -> Any:
         """This dimension's value for an Optuna trial (the parameter is named by the key)."""
@@ -65,14 +65,6 @@ class Dimension:
         middle = (self.low + self.high) / 2
         values = [self.low, self.high, int(round(middle)) if self.kind == "int" else middle]
         return [int(v) for v in values] if self.kind == "int" else values
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def parse_search_option(option: str) -> tuple[str, str]:
