@@ -100,7 +100,7 @@ def parse_vary(option: str) -> tuple[str, list[Any]]:
         raise UsageError(f"--vary {option!r}: expected KEY=V1,V2,..., e.g. --vary model.units=20,64")
     path, raw = option.split("=", 1)
     path = path.strip()
-    values = [_scalar(part) for part in raw.split(",")]
+    values = [parse_scalar(part) for part in raw.split(",")]
     if not path or "." not in path:
         raise UsageError(
             f"--vary {option!r}: the key must be a config key path such as model.units or train.learning_rate"
@@ -110,7 +110,8 @@ def parse_vary(option: str) -> tuple[str, list[Any]]:
     return path, values
 
 
-def _scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
+    """One value as typed on the command line: YAML (``0.003``, ``true``, ``sum``), empty -> None."""
     if not text.strip():
         return None
     try:

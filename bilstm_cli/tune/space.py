@@ -17,11 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from ..config.resolve import with_overrides
 from ..config.schema import Config
-from ..config.variants import NOT_VARIABLE, value_text
+from ..config.variants import NOT_VARIABLE, parse_scalar, value_text
 from ..errors import ConfigError, UsageError
 
 # keys a search cannot vary (as a comparison's grid cannot), with the reason
@@ -84,7 +82,7 @@ def parse_dimension(key: str, spec: Any, where: str) -> Dimension:
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "choice":
-        values = [_scalar(part) for part in rest.split(",")]
+        values = [parse_scalar(part) for part in rest.split(",")]
         if not rest.strip() or any(value is None for value in values):
             raise UsageError(f"{where}: choice with an empty value", "list the values: choice:A,B,...")
         if len({repr(v) for v in values}) != len(values):
@@ -107,15 +105,6 @@ def parse_dimension(key: str, spec: Any, where: str) -> Dimension:
     if log and low <= 0:
         raise UsageError(f"{where}: a log range needs LOW > 0, got {low}", f"e.g. {kind}:1e-4:1e-2:log")
     return Dimension(key, kind, low, high, log)
-
-
-def _scalar(text: str) -> Any:
-    if not text.strip():
-        return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text.strip()
 
 
 def search_space(config: Config, options: tuple[str, ...] = ()) -> list[Dimension]:
