@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +157,26 @@ def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
     for row in (*rows[0], *rows[1]):
         row.pop("seconds_per_run")  # wall-clock time
     assert rows[0] == rows[1]
+
+
+def test_a_driver_with_worker_processes_never_loads_keras(tmp_path):
+    """Issue 24 (memory): with worker processes the driver only plans, writes and summarises;
+    loading Keras and the backend there too cost ~0.3-1 GB and delayed the workers' start."""
+    script = (
+        "import sys\n"
+        "from bilstm_cli.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:], standalone_mode=False)\n"
+        "finally:\n"
+        "    print('LOADED', sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))\n"
+    )
+    args = ["compare", "--modes", "sum,concat", "--repeats", "2", *TINY, "--set", "compare.runs_per_program=2"]
+    args += ["--workers", "2", "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "2 worker(s)" in done.stderr
+    assert "LOADED []" in done.stdout
+    assert len(list((tmp_path / "out" / "results" / "generated").glob("*.json"))) == 4
 
 
 def test_one_tensorboard_run_per_repeat_matches_the_curves(comparison):

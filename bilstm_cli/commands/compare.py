@@ -33,13 +33,13 @@ from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, recorded_variants
 from ..data import stdin_data
 from ..data.prepare import read_files
-from ..engine.session import recordable
 from ..errors import Interrupted
 from ..fileio import atomic
 from ..fileio.files import write_json
 from ..runs import directory
 from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
+from .requests import recordable
 
 
 @dataclass

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import backend
 from ..config.overrides import EXPERIMENT_FLAGS, option_name, refuse_with_resume, shared_flags, split_flags
 from ..config.schema import Config, DatasetSpec, default_log_every
 from ..config.variants import Variant
 from ..errors import UsageError
+from ..seeds import draw_seed
 
 RAY_OPTIONS = ("address", "cpus_per_run", "gpus_per_run")
 # compare options that change the experiment: refused with --resume
@@ -303,3 +305,13 @@ TUNE_EXPERIMENT_OPTIONS = (
     *("search", "data_path", "val_path", "test_path", "sampler", "pruner", "metric"),
     *("top_k", "confirm_repeats", "storage", "epochs", "seed", "backend"),
 )
+
+
+def recordable(config: Config) -> Config:
+    """The config with what was left open fixed, for recording: the seed (drawn at random if
+    none was given) and the backend (the one selected for this process)."""
+    resolved = config.model_copy(deep=True)
+    if resolved.train.seed is None:
+        resolved.train.seed = draw_seed()
+    resolved.train.backend = backend.name()
+    return resolved

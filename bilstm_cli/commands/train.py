@@ -18,7 +18,7 @@ from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
 from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, FitResult, NonFiniteLoss, PlateauState
-from ..engine.session import TrainingSession, recordable
+from ..engine.session import TrainingSession
 from ..errors import Interrupted, UsageError
 from ..fileio import atomic
 from ..fileio.files import write_csv, write_json
@@ -27,6 +27,7 @@ from ..runs import directory
 from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, save_checkpoint
 from ..runs.tensorboard import EventLog
 from ..signals import StopRequest
+from .requests import recordable
 
 
 class Reporter(Protocol):

@@ -25,7 +25,6 @@ from ..config.variants import comparison_variants, recorded_variants
 from ..data import stdin_data
 from ..data.prepare import read_files
 from ..device import select_device
-from ..engine.session import recordable
 from ..errors import BilstmError, ConfigError, Interrupted
 from ..fileio import atomic
 from ..fileio.files import write_json
@@ -35,6 +34,7 @@ from ..tune import confirm, outputs
 from ..tune.space import Dimension
 from ..tune.study import FAILED, STUDY_DB, finished, open_study, parse_duration, recover_stale, trials_budget
 from ..tune.trial import quiet_retracing, train_trial
+from .requests import recordable
 
 RUN_TIME_KEYS = ("workers", "executor", "address", "cpus_per_run", "gpus_per_run")
 NO_CONFIRMATION = "no confirmation (tune.confirm_repeats: 0): search scores only, which are optimistic"

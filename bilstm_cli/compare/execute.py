@@ -12,15 +12,19 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import backend
 from ..config.refit import refit_applies, refit_config, refit_epochs
 from ..config.schema import Config
 from ..data.prepare import DataFiles, TrainingData
-from ..engine.loop import FitCallbacks, FitResult
-from ..engine.session import TrainingSession
 from ..fileio.digest import fingerprint
 from .plan import Job, Part, dataset_config, repeat_seeds
+
+if TYPE_CHECKING:  # the engine (and Keras) load only where runs train: a driver with worker
+    # processes never imports them (a smaller process tree, and workers start sooner)
+    from ..engine.loop import FitResult
+    from ..engine.session import TrainingSession
 
 OnResult = Callable[[dict], None]
 SAVED_MODEL = "saved_model"  # a record's model, when compare.save_models keeps it (not in results/)
@@ -51,9 +55,11 @@ def run_job(
         sessions: sessions of earlier jobs of this process, by structure: a job of the same
             structure reuses one (its compiled program) with new seeds and learning rates.
     """
-    from ..device import select_device
-
     backend.select(config.train.backend)  # worker processes: before anything imports Keras
+    from ..device import select_device
+    from ..engine.loop import FitCallbacks
+    from ..engine.session import TrainingSession
+
     device = select_device(config.train.device, threads=threads)
     seeds = repeat_seeds(config)
     base = dataset_config(config, job.dataset)
@@ -104,6 +110,9 @@ def _refit(configs, run_seeds, results, job, seeds, files, prepared, device, sho
     chosen = [refit_epochs(config, result.best_epoch, result.epochs_run) for config, result in zip(configs, results)]
     refit_configs = [refit_config(config, max(chosen)) for config in configs]
     data = job_data(job.dataset.name, refit_configs[0], seeds[0], files, prepared if prepared is not None else {})
+    from ..engine.loop import FitCallbacks
+    from ..engine.session import TrainingSession
+
     session = TrainingSession(refit_configs, run_seeds, data, device)
     session.compile()
     refitted = session.fit(FitCallbacks(should_stop=should_stop), copy_epochs=chosen)

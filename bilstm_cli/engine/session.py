@@ -21,7 +21,6 @@ from ..data.prepare import TrainingData
 from ..device import DeviceInfo, spread_over
 from ..errors import UsageError
 from ..model.build import build_model
-from ..seeds import draw_seed
 from . import for_backend
 from .base import Engine, Program
 from .keras_model import copy_weights, load_into
@@ -29,17 +28,6 @@ from .loop import CopyProgress, FitCallbacks, FitPlan, FitResult, fit
 from .network import Network, Segment, Trunk
 from .optimizers import OptimizerSettings
 from .terms import steps_per_call
-
-
-def recordable(config: Config) -> Config:
-    """The config with what was left open fixed, for recording: the seed (drawn at random if
-    none was given) and the backend (the one selected for this process)."""
-    resolved = config.model_copy(deep=True)
-    if resolved.train.seed is None:
-        resolved.train.seed = draw_seed()
-    resolved.train.backend = backend.name()
-    return resolved
-
 
 # Keras' AdamW default (train.weight_decay: null)
 ADAMW_WEIGHT_DECAY = 0.004
