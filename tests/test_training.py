@@ -267,3 +267,22 @@ def test_time_based_checkpoints_come_at_logged_epochs_when_due(seconds, expected
         callbacks=FitCallbacks(on_checkpoint=lambda epoch, history: saved.append(epoch)),
     )
     assert saved == expected
+
+
+def test_an_lstm_with_fused_gates_computes_the_same_numbers():
+    """Issue 24: evaluation on JAX computes an LSTM's four gates with one sigmoid (faster under
+    XLA); the sigmoid is elementwise, so the outputs equal the per-gate form's up to the last
+    bit of a vectorised sigmoid (TensorFlow's differs in the last bit on a packet's tail)."""
+    from bilstm_cli.backend import ops
+    from bilstm_cli.engine.cells import LSTM
+
+    rng = np.random.default_rng(3)
+    units, batch, directions = 5, 7, 3
+    xp = rng.normal(size=(directions, batch, 4 * units)).astype(np.float32)
+    state = tuple(rng.normal(size=(directions, batch, units)).astype(np.float32) for _ in range(2))
+    recurrent = rng.normal(size=(directions, units, 4 * units)).astype(np.float32)
+    bias = rng.normal(size=(directions, 4 * units)).astype(np.float32)
+    per_gate = LSTM.step(xp, state, recurrent, bias)
+    fused = LSTM.step(xp, state, recurrent, bias, fused_gates=True)
+    for a, b in zip(per_gate, fused):
+        np.testing.assert_allclose(ops.convert_to_numpy(a), ops.convert_to_numpy(b), rtol=1e-6, atol=1e-7)

@@ -6,6 +6,7 @@ comparison keeps them and ``--resume`` only runs what is missing.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ from ..data.prepare import read_files
 from ..errors import Interrupted
 from ..fileio import atomic
 from ..fileio.files import write_json
+from ..report.plots import preload as plots_preload
 from ..runs import directory
+from ..runs.tensorboard import preload as tensorboard_preload
 from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
 from .requests import recordable
@@ -188,6 +191,9 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
             reporter.on_result(record)
 
         notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"
+        if config.output.tensorboard:  # imported while the runs train, not after the last one
+            threading.Thread(target=tensorboard_preload, daemon=True).start()
+        threading.Thread(target=plots_preload, daemon=True).start()
         with StopRequest(notice) as stop:
             executor.run(jobs, record_result, lambda: stop.requested)
     finally:

@@ -31,10 +31,18 @@ class LSTM:
         return (zeros, zeros)
 
     @staticmethod
-    def step(xp_t, state, recurrent, bias):
+    def step(xp_t, state, recurrent, bias, fused_gates: bool = False):
+        """``fused_gates``: one sigmoid over all four gates, then slices. The same function (the
+        sigmoid is elementwise; values may differ in the last bit where a vectorised sigmoid
+        does); XLA's CPU backend runs a forward pass ~1.7x faster that way, but its gradient
+        ~7% slower, so only evaluation uses it (on JAX)."""
         h, c = state
         z = xp_t + ops.matmul(h, recurrent)
         z = z + bias[:, None, :]
+        if fused_gates:
+            i, f, _, o = ops.split(ops.sigmoid(z), 4, axis=-1)
+            c = f * c + i * ops.tanh(ops.split(z, 4, axis=-1)[2])
+            return (o * ops.tanh(c), c)
         z0, z1, z2, z3 = ops.split(z, 4, axis=-1)
         i, f, o = ops.sigmoid(z0), ops.sigmoid(z1), ops.sigmoid(z3)
         c = f * c + i * ops.tanh(z2)
@@ -58,7 +66,7 @@ class GRU:
         return (ops.zeros((units_total, batch, units), dtype),)
 
     @staticmethod
-    def step(xp_t, state, recurrent, bias):
+    def step(xp_t, state, recurrent, bias, fused_gates: bool = False):
         (h,) = state
         matrix_x = xp_t + bias[:, None, 0, :]
         x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
@@ -86,7 +94,7 @@ class SimpleRNN:
         return (ops.zeros((units_total, batch, units), dtype),)
 
     @staticmethod
-    def step(xp_t, state, recurrent, bias):
+    def step(xp_t, state, recurrent, bias, fused_gates: bool = False):
         (h,) = state
         return (ops.tanh((xp_t + bias[:, None, :]) + ops.matmul(h, recurrent)),)
 

@@ -163,7 +163,7 @@ class Network:
 
     # ------------------------------------------------------------------------ computation
 
-    def forward(self, params, x, lengths, standardization=None, dropout_masks=None):
+    def forward(self, params, x, lengths, standardization=None, dropout_masks=None, fused_gates=False):
         """Predictions of every copy: ``(C, B, T, 1|K)`` per step, ``(C, B, 1|K)`` per sequence.
 
         Args:
@@ -173,6 +173,7 @@ class Network:
             standardization: ``(mean, variance)`` of ``(F,)``, or None.
             dropout_masks: per layer, a keep-mask ``(T, C, B, W)`` (or ``(C, B, W)`` for a last
                 layer without sequences) already scaled by 1/(1-rate); None: no dropout.
+            fused_gates: compute an LSTM's gates with one sigmoid (see :meth:`LSTM.step`).
         """
         trunk = self.trunk
         if standardization is not None:
@@ -187,7 +188,7 @@ class Network:
         for layer in range(trunk.layers):
             kernel, recurrent, bias = params[3 * layer : 3 * layer + 3]
             sequences = layer < trunk.layers - 1 or trunk.returns_sequences
-            outputs = self._layer(inputs, mask, kernel, recurrent, bias, sequences)
+            outputs = self._layer(inputs, mask, kernel, recurrent, bias, sequences, fused_gates)
             if dropout_masks is not None:
                 outputs = outputs * dropout_masks[layer]
             inputs = outputs
@@ -200,13 +201,13 @@ class Network:
             logits = ops.einsum("cbw,cwk->cbk", inputs, kernel) + bias[:, None, :]
         return ops.sigmoid(logits) if trunk.outputs == 1 else ops.softmax(logits, axis=-1)
 
-    def _layer(self, inputs, mask, kernel, recurrent, bias, sequences: bool):
+    def _layer(self, inputs, mask, kernel, recurrent, bias, sequences: bool, fused_gates: bool = False):
         """One recurrent layer for every copy: ``inputs`` ``(T, C, B, W)`` -> merged outputs
         ``(T, C, B, W')`` (or the merged final states ``(C, B, W')``)."""
         unit_inputs, unit_mask = self._unit_view(inputs), None
         if mask is not None:
             unit_mask = self._unit_view(mask)
-        outputs, final = self._recurrence(unit_inputs, unit_mask, kernel, recurrent, bias, sequences)
+        outputs, final = self._recurrence(unit_inputs, unit_mask, kernel, recurrent, bias, sequences, fused_gates)
         forward_count = len(self.forward_owner)
         if sequences:
             forward, backward = outputs[:, :forward_count], ops.flip(outputs[:, forward_count:], axis=0)
@@ -257,7 +258,7 @@ class Network:
         padding = [(0, 0)] * (len(merged.shape) - 1) + [(0, missing)]
         return ops.pad(merged, padding)
 
-    def _recurrence(self, inputs, mask, kernel, recurrent, bias, sequences: bool):
+    def _recurrence(self, inputs, mask, kernel, recurrent, bias, sequences: bool, fused_gates: bool = False):
         """The cell over time for all units: ``inputs`` ``(T, D, B, W)``; returns every step's
         output ``(T, D, B, U)`` (when ``sequences``) and the final output ``(D, B, U)``."""
         cell = self.cell
@@ -265,7 +266,7 @@ class Network:
 
         def step(carry, slices):
             x_t, mask_t = slices
-            new_state = cell.step(cell.project(x_t, kernel), carry, recurrent, bias)
+            new_state = cell.step(cell.project(x_t, kernel), carry, recurrent, bias, fused_gates)
             if mask is not None:
                 keep = mask_t[:, :, None]
                 new_state = tuple(ops.where(keep, new, old) for new, old in zip(new_state, carry))

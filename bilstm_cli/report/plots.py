@@ -11,6 +11,13 @@ from ..fileio import atomic
 TRAIN_COLOUR = "#9aa5b1"
 
 
+def preload() -> None:
+    """Import matplotlib's figure machinery now (about 0.5 s), e.g. in a background thread while
+    a comparison trains, so the plots at its end do not wait for it."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 def _figure(width: float, height: float, columns: int = 1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
