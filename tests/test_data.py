@@ -66,3 +66,29 @@ def test_encode_labels_numbers_and_names():
     assert codes.tolist() == [0, 2, 1, 1] and classes is None
     codes, classes = encode_labels(["walk", "run", "walk"], "t")
     assert classes == ["run", "walk"] and codes.tolist() == [1, 0, 1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    samples=st.integers(1, 9),
+    batch=st.integers(1, 4),
+    task=st.sampled_from(["per-step", "sequence"]),
+    weighted=st.booleans(),
+    start=st.integers(0, 5),
+)
+def test_online_batches_are_each_epochs_dataset_in_batches(samples, batch, task, weighted, start):
+    """Issue 24: the online source writes a range of epochs straight into arrays; they must be
+    exactly :func:`make_batches` of each epoch's dataset (filler sequences included)."""
+    from bilstm_cli.config.schema import DataConfig
+    from bilstm_cli.data.batches import Batches, OnlineSource, make_batches
+
+    data = DataConfig(task=task, samples_per_epoch=samples, timesteps=6)
+    weights = np.array([0.5, 2.0], np.float32) if weighted else None
+    source = OnlineSource(data, batch, seed=11, class_weights=weights)
+    fast = source.batches(start, start + 3)
+    expected = Batches.concatenate(
+        [make_batches(source.epoch_dataset(epoch), batch, weights) for epoch in range(start, start + 3)]
+    )
+    for got, want in zip(fast.arrays(), expected.arrays()):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

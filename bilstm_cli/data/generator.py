@@ -35,13 +35,22 @@ def cumulative_sum_task(
         ((2, 10, 1), (2, 10))
     """
     rng = rng if rng is not None else np.random.default_rng()
-    x = rng.random((samples, timesteps), dtype=np.float32)
-    limit = timesteps * threshold
-    # float64 running sum of the stored float32 values: labels agree with the saved data
-    labels = (np.cumsum(x, axis=1, dtype=np.float64) >= limit).astype(np.int64)
+    x = draw_sequences(samples, timesteps, rng)
+    labels = cumulative_sum_labels(x, threshold).astype(np.int64)
     y = labels[:, -1].copy() if task == SEQUENCE else labels
     lengths = np.full(samples, timesteps, dtype=np.int64)
     return Dataset(x[:, :, None], y, lengths)
+
+
+def draw_sequences(samples: int, timesteps: int, rng: np.random.Generator) -> np.ndarray:
+    """The task's inputs: ``(samples, timesteps)`` uniform [0, 1) float32 values."""
+    return rng.random((samples, timesteps), dtype=np.float32)
+
+
+def cumulative_sum_labels(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean ``(N, T)``: whether the running sum of ``x`` ``(N, T)`` has reached ``threshold * T``."""
+    # float64 running sum of the stored float32 values: labels agree with the saved data
+    return np.cumsum(x, axis=1, dtype=np.float64) >= x.shape[1] * threshold
 
 
 def stream_rng(seed: int, stream: int, *index: int) -> np.random.Generator:
