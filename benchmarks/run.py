@@ -59,11 +59,14 @@ def run(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})}
     )
     peak = [0.0]
+    finished = threading.Event()
 
     def sample() -> None:
+        # polls the tree until the main thread has reaped the process (process.poll() here
+        # would reap it first, and the os.wait4 below, which reads its rusage, would fail)
         try:
             root = psutil.Process(process.pid)
-            while process.poll() is None:
+            while not finished.is_set():
                 tree = [root, *root.children(recursive=True)]
                 total = 0
                 for member in tree:
@@ -79,6 +82,7 @@ def run(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[
     output = process.stdout.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
+    finished.set()
     sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{output[-2000:]}")
