@@ -410,3 +410,28 @@ def test_a_run_that_stopped_early_is_finished_for_resume(cli, tmp_path):
     assert cli("train", *flags, *settings, "--out", run, "-q").exit_code == 0
     assert json.loads((run / "metrics.json").read_text())["stopped"] == "early-stopping"
     assert_clean_error(cli("train", "--resume", run), 2, "already finished")
+
+
+def test_ctrl_c_stops_worker_processes_and_resume_finishes_the_comparison(tmp_path):
+    """Issue 24: the driver shares only a stop request with its worker processes (records come
+    back as each job's result); Ctrl-C must still stop them, keep finished runs, and resume."""
+    args = ["compare", "--modes", "sum,concat", "--repeats", "4", *tiny_flags(epochs=6000, log_every=1000)]
+    args += ["--seed", "3", "--set", "compare.runs_per_program=1", "--workers", "2"]  # 4 programs (one per repeat)
+    out = tmp_path / "c"
+    process = start(*args, "--out", out)
+    seen = []
+    for raw in process.stderr:  # wait for the first finished run (reading output, not sleeping)
+        seen.append(raw.decode())
+        if seen[-1].startswith("[1/8"):
+            process.send_signal(signal.SIGINT)
+            break
+    stderr = "".join(seen) + process.stderr.read().decode()
+    assert process.wait(timeout=300) == 130, stderr
+    assert "resume with: bilstm compare --resume" in stderr and "Traceback" not in stderr
+    kept = sorted((out / "results" / "generated").glob("*.json"))
+    assert 1 <= len(kept) < 8 and not (out / "summary.json").exists()
+
+    resumed = run_bilstm("compare", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert len(list((out / "results" / "generated").glob("*.json"))) == 8
+    assert (out / "summary.json").exists()

@@ -255,40 +255,27 @@ class LocalExecutor:
 
     def _run_in_processes(self, jobs: list[Job], workers: int, on_result: OnResult, should_stop: ShouldStop) -> None:
         import multiprocessing
-        import queue as queue_module
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         context = multiprocessing.get_context("spawn")
-        manager = context.Manager()
-        results, stop_event = manager.Queue(), manager.Event()
+        # a job's records come back as its future's result (they all exist when its program
+        # ends); only the stop request needs sharing, and an Event needs no extra process
+        stop_event = context.Event()
         threads = max(1, (os.cpu_count() or 1) // workers)
         config_json = self.config.model_dump_json()
-
-        def drain() -> None:
-            while True:
-                try:
-                    on_result(results.get_nowait())
-                except queue_module.Empty:
-                    return
-
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                pending = {
-                    pool.submit(
-                        _worker, config_json, job, self.files.get(job.dataset.name), results, stop_event, threads
-                    )
-                    for job in jobs
-                }
-                while pending:
-                    finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    drain()
-                    for future in finished:
-                        future.result()  # re-raise a worker's error here
-                    if should_stop():
-                        stop_event.set()
-                drain()
-        finally:
-            manager.shutdown()
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(stop_event,)
+        ) as pool:
+            pending = {
+                pool.submit(_worker, config_json, job, self.files.get(job.dataset.name), threads) for job in jobs
+            }
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    for record in future.result():  # re-raises a worker's error here
+                        on_result(record)
+                if should_stop():
+                    stop_event.set()
 
 
 def worker_count(setting: int | str, jobs: int) -> int:
@@ -301,12 +288,21 @@ def worker_count(setting: int | str, jobs: int) -> int:
 # A worker process keeps what earlier jobs prepared: the data, and sessions (compiled programs).
 _worker_prepared: dict = {}
 _worker_sessions: dict = {}
+_worker_stop = None  # the driver's stop request (a multiprocessing Event), set by _start_worker
 
 
-def _worker(config_json: str, job: Job, files: DataFiles | None, queue, stop_event, threads: int) -> None:
-    """Process entry point for ``workers > 1`` (spawned: the backend is imported fresh)."""
+def _start_worker(stop_event) -> None:
+    """Worker process initializer (spawned: the backend is imported fresh, by the first job)."""
     import signal
 
+    global _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _worker_stop = stop_event
+
+
+def _worker(config_json: str, job: Job, files: DataFiles | None, threads: int) -> list[dict]:
+    """Process entry point for ``workers > 1``: the job's records (none if it was stopped)."""
     config = Config.model_validate_json(config_json)
-    run_job(config, job, queue.put, stop_event.is_set, threads, files, _worker_prepared, _worker_sessions)
+    records: list[dict] = []
+    run_job(config, job, records.append, _worker_stop.is_set, threads, files, _worker_prepared, _worker_sessions)
+    return records
