@@ -74,8 +74,8 @@ def engine(args) -> dict:
     module = for_backend()
     spec = ModelSpec(args.features, 2, args.task)
     settings = ModelSettings(units=args.units)
-    xla = module.use_xla("auto", device.kind, args.batch, args.timesteps)
     trunk = Trunk("lstm", args.units, 1, args.features, 2, args.task)
+    xla = module.use_xla("auto", device.kind, args.batch, args.timesteps, trunk)
     network = Network(
         trunk, [Segment("bilstm", None, settings.merge, args.copies)], module.time_loop(args.timesteps, xla)
     )

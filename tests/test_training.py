@@ -208,11 +208,45 @@ def test_class_weights_scale_the_loss():
 
 
 @pytest.mark.only_backend("tensorflow")
-def test_xla_is_a_choice_and_off_by_default():
+def test_xla_is_a_choice_and_on_by_default_only_for_long_loops_without_sequence_outputs():
+    from bilstm_cli.engine.network import Trunk
     from bilstm_cli.engine.tensorflow import use_xla
 
-    assert not use_xla("auto", "cpu", 1, 10) and not use_xla("auto", "cpu", 64, 100)
-    assert use_xla(True, "cpu", 64, 1000) and not use_xla(False, "cpu", 1, 10)
+    final_states = Trunk("lstm", 20, 1, 1, 2, "sequence")  # one layer, one label per sequence
+    per_step, stacked = Trunk("lstm", 20, 1, 1, 2, "per-step"), Trunk("lstm", 20, 2, 1, 2, "sequence")
+    assert use_xla("auto", "cpu", 64, 100, final_states)  # a while loop without outputs to collect
+    assert not use_xla("auto", "cpu", 1, 10, final_states)  # unrolled: a plain graph is faster
+    assert not use_xla("auto", "cpu", 64, 100, per_step) and not use_xla("auto", "cpu", 64, 100, stacked)
+    assert use_xla(True, "cpu", 64, 1000, per_step) and not use_xla(False, "cpu", 64, 100, final_states)
+
+
+@pytest.mark.parametrize("steps", [40, 3])
+def test_a_layer_without_sequence_outputs_equals_one_with_them(steps):
+    """Issue 24: a layer that returns only its final states no longer collects every step's
+    state in the time loop (as an unused while-loop TensorArray, it made XLA 3x slower); the
+    numbers must not change: a per-sequence network's predictions against the same network
+    collecting its states, in the loop each backend uses for ``steps`` time steps."""
+    from bilstm_cli.engine import for_backend
+    from bilstm_cli.engine.initializers import initial_parameters
+    from bilstm_cli.engine.network import Network, Segment, Trunk
+
+    module = for_backend()
+    trunk = Trunk("lstm", 4, 1, 2, 2, "sequence")
+    network = Network(trunk, [Segment("bilstm", None, "concat", 2)], module.time_loop(steps, False))
+    params = initial_parameters(network, [1, 2])
+    x = np.random.default_rng(0).normal(size=(2, 3, steps, 2)).astype(np.float32)
+    lengths = np.full((2, 3), steps, np.int32)
+    without = network.forward(params, x, lengths)
+
+    collecting = Network(trunk, network.segments, network.scan)
+    original = collecting._recurrence
+
+    def with_sequences(inputs, mask, kernel, recurrent, bias, sequences, fused_gates=False):
+        return (None, original(inputs, mask, kernel, recurrent, bias, True, fused_gates)[1])
+
+    collecting._recurrence = with_sequences
+    with_outputs = collecting.forward(params, x, lengths)
+    np.testing.assert_array_equal(np.asarray(without), np.asarray(with_outputs))
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])

@@ -161,7 +161,8 @@ class TrainConfig(Section):
     )
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
     jit_compile: Union[bool, Literal["auto"]] = Field(
-        "auto", description="XLA for the training loop; auto = on CPU for small steps (batch x timesteps <= 2048)"
+        "auto",
+        description="XLA for TensorFlow's training loop; auto = on for loops over 32 steps without sequence outputs",
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     refit: Refit = Field(default_factory=Refit)

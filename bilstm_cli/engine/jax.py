@@ -16,6 +16,7 @@ from ..backend import keras
 from ..data.generator import DROPOUT_STREAM
 from ..device import DeviceInfo, jax_device, jax_devices
 from .base import BackendOffer, Engine
+from .network import Trunk
 
 jax = backend.jax()
 jnp = jax.numpy
@@ -23,7 +24,7 @@ jnp = jax.numpy
 OFFER = BackendOffer(name="jax", always_xla=True, data_parallel=True, persistent_cache=True)
 
 
-def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int) -> bool:
+def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int, trunk: Trunk) -> bool:
     """JAX always compiles with XLA (there is no graph mode to fall back to)."""
     return True
 

@@ -72,6 +72,11 @@ class Trunk:
         """Whether the last recurrent layer returns every step (else only its final states)."""
         return self.task == PER_STEP or self.pooling == "mean"
 
+    @property
+    def collects_sequences(self) -> bool:
+        """Whether any recurrent layer returns every step (an inner layer always does)."""
+        return self.layers > 1 or self.returns_sequences
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -271,8 +276,9 @@ class Network:
                 keep = mask_t[:, :, None]
                 new_state = tuple(ops.where(keep, new, old) for new, old in zip(new_state, carry))
             # every step's whole state (Keras' TensorFlow scan wants the carry's structure); the
-            # outputs are its first part
-            return new_state, new_state
+            # outputs are its first part. A layer that returns only its final states collects
+            # nothing: a while loop would otherwise write (and differentiate) every step's state
+            return new_state, (new_state if sequences else None)
 
         mask_slices = mask if mask is not None else ops.zeros((inputs.shape[0],), "bool")
         state, outputs = self.scan(step, state, (inputs, mask_slices))
@@ -297,6 +303,8 @@ def unrolled_scan(step, carry, xs):
     for t in range(xs[0].shape[0]):
         carry, output = step(carry, tuple(x[t] for x in xs))
         outputs.append(output)
+    if outputs[0] is None:  # a step that outputs nothing (see Network._recurrence)
+        return carry, None
     return carry, tuple(ops.stack(parts) for parts in zip(*outputs))
 
 

@@ -90,11 +90,12 @@ class TrainingSession:
         self.offer = module.OFFER  # what this backend can do (see BackendOffer)
         if device.devices > 1 and not self.offer.data_parallel:
             raise UsageError(f"the {self.offer.name} backend cannot split one run over several devices")
+        trunk = _trunk(config, data, self.masked)
         self.jit_compile = self.offer.always_xla or module.use_xla(
-            config.train.jit_compile, device.kind, per_device, source.timesteps
+            config.train.jit_compile, device.kind, per_device, source.timesteps, trunk
         )
         scan = module.time_loop(source.timesteps, self.jit_compile)
-        self.network = Network(_trunk(config, data, self.masked), _segments(configs), scan)
+        self.network = Network(trunk, _segments(configs), scan)
         program = Program(
             network=self.network,
             spec=data.spec,

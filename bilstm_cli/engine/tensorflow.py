@@ -16,23 +16,29 @@ from ..backend import keras
 from ..data.generator import DROPOUT_STREAM
 from ..device import DeviceInfo
 from .base import BackendOffer, Engine
-from .network import unrolled_scan
+from .network import Trunk, unrolled_scan
 
 tf = backend.tensorflow()
 
 OFFER = BackendOffer(name="tensorflow", always_xla=False, data_parallel=True, persistent_cache=True)
 
 
-def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int) -> bool:
-    """Whether to XLA-compile the training loop: the setting if explicit; ``auto`` is off.
+def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int, trunk: Trunk) -> bool:
+    """Whether to XLA-compile the training loop: the setting if explicit; ``auto``: only for a
+    time loop longer than :data:`MAX_UNROLLED_STEPS` (a ``while`` loop) whose layers return only
+    their final states.
 
-    Measured on a 2-core CPU (benchmarks/probe_stacked.py): for these programs TensorFlow's XLA
-    compiles for 10-40 s and runs the stacked cell 2-9x slower than the plain graph, whose
-    batched matrix products (oneDNN) and per-op kernels serve small recurrent steps well.
+    Measured on a 2-core CPU (``benchmarks/step.py engine``, ms per step, plain graph vs XLA):
+    per-sequence labels, batch 64, T=100, 8 features, 64 units: 21.7 vs 11.9; T=1000, 20 units:
+    142 vs 63; 20 copies at T=100: 46 vs 37. Where a while loop collects every step's outputs
+    (per-step labels, inner layers) XLA's gain fades and turns into a loss (T=100: 33 vs 27,
+    T=300: 49 vs 46, T=1000: 204 vs 880). Unrolled loops (T <= 32) of stacked copies run 2x
+    slower under XLA (the card's program: 6.5 vs 13.2) and compile 2-4 s longer, which a single
+    batch-1 run does not earn back (1.16 vs 0.11 ms per step, but 1000 steps).
     """
     if setting != "auto":
         return bool(setting)
-    return False
+    return timesteps > MAX_UNROLLED_STEPS and not trunk.collects_sequences
 
 
 # Time loops up to this length are unrolled: a TensorFlow graph then runs each step's few ops
@@ -49,17 +55,23 @@ def while_scan(step, carry, xs):
     """``keras.ops.scan``'s contract as a ``tf.while_loop`` with a fixed trip count and
     fixed-size TensorArrays, which XLA can compile inside the training loop's gradient."""
     steps = xs[0].shape[0]
+    _, probe = step(carry, tuple(x[0] for x in xs))  # traced only to see whether it has outputs
+    collects = probe is not None
     flat_carry = tf.nest.flatten(carry)
     arrays = [tf.TensorArray(value.dtype, size=steps, element_shape=value.shape) for value in flat_carry]
+    arrays = arrays if collects else []
 
     def body(t, carry, arrays):
         carry, output = step(carry, tuple(x[t] for x in xs))
-        arrays = [array.write(t, value) for array, value in zip(arrays, tf.nest.flatten(output))]
+        if collects:
+            arrays = [array.write(t, value) for array, value in zip(arrays, tf.nest.flatten(output))]
         return t + 1, carry, arrays
 
     _, carry, arrays = tf.while_loop(
         lambda t, *_: t < steps, body, (tf.constant(0), carry, arrays), maximum_iterations=steps
     )
+    if not collects:
+        return carry, None
     return carry, tf.nest.pack_sequence_as(carry, [array.stack() for array in arrays])
 
 
