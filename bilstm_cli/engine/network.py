@@ -280,6 +280,7 @@ class Network:
             # nothing: a while loop would otherwise write (and differentiate) every step's state
             return new_state, (new_state if sequences else None)
 
+        step.collects_outputs = sequences  # for a scan that must know before it traces the step
         mask_slices = mask if mask is not None else ops.zeros((inputs.shape[0],), "bool")
         state, outputs = self.scan(step, state, (inputs, mask_slices))
         return (outputs[0] if sequences else None), state[0]

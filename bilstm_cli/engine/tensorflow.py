@@ -55,8 +55,7 @@ def while_scan(step, carry, xs):
     """``keras.ops.scan``'s contract as a ``tf.while_loop`` with a fixed trip count and
     fixed-size TensorArrays, which XLA can compile inside the training loop's gradient."""
     steps = xs[0].shape[0]
-    _, probe = step(carry, tuple(x[0] for x in xs))  # traced only to see whether it has outputs
-    collects = probe is not None
+    collects = getattr(step, "collects_outputs", True)  # False: the step outputs None (see Network)
     flat_carry = tf.nest.flatten(carry)
     arrays = [tf.TensorArray(value.dtype, size=steps, element_shape=value.shape) for value in flat_carry]
     arrays = arrays if collects else []
