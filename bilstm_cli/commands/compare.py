@@ -191,9 +191,8 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
             reporter.on_result(record)
 
         notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"
-        if config.output.tensorboard:  # imported while the runs train, not after the last one
-            threading.Thread(target=tensorboard_preload, daemon=True).start()
-        threading.Thread(target=plots_preload, daemon=True).start()
+        # what the summary needs, imported while the runs train rather than after the last one
+        threading.Thread(target=_preload, args=(config.output.tensorboard,), daemon=True).start()
         with StopRequest(notice) as stop:
             executor.run(jobs, record_result, lambda: stop.requested)
     finally:
@@ -213,6 +212,12 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
     if (out_dir / MODELS).is_dir():
         written.append(f"{MODELS}/")
     return CompareResult(out_dir, summary, time.perf_counter() - started, written)
+
+
+def _preload(tensorboard: bool) -> None:
+    plots_preload()
+    if tensorboard:
+        tensorboard_preload()
 
 
 def _executor(config: Config, files: dict, prepared: dict, reporter) -> tuple[Any, int, str]:
