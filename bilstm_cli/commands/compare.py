@@ -42,6 +42,7 @@ from ..runs import directory
 from ..runs.tensorboard import preload as tensorboard_preload
 from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
+from ..stats.paired import scipy_stats
 from .requests import recordable
 
 
@@ -215,6 +216,7 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
 
 
 def _preload(tensorboard: bool) -> None:
+    scipy_stats()
     plots_preload()
     if tensorboard:
         tensorboard_preload()

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -19,6 +18,14 @@ class Interval:
     mean: float
     low: float  # NaN when there is a single value
     high: float
+
+
+def scipy_stats():
+    """``scipy.stats``, imported on first use: it takes ~0.5 s, and ``compare`` loads this module
+    (for its constants) before it starts its worker processes."""
+    from scipy import stats
+
+    return stats
 
 
 def underpowered(lead: str, pairs: int, unit: str, needed: int, advice: str, alpha: float = ALPHA) -> str:
@@ -43,7 +50,7 @@ def mean_interval(values, confidence: float = CONFIDENCE) -> Interval:
     mean = float(array.mean())
     if array.size < 2:
         return Interval(mean, math.nan, math.nan)
-    half = float(stats.t.ppf((1 + confidence) / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+    half = float(scipy_stats().t.ppf((1 + confidence) / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
     return Interval(mean, mean - half, mean + half)
 
 
@@ -57,7 +64,7 @@ def wilcoxon_p(first, second) -> float | None:
         return None
     if np.all(a == b):
         return 1.0
-    return float(stats.wilcoxon(a, b, alternative="two-sided").pvalue)
+    return float(scipy_stats().wilcoxon(a, b, alternative="two-sided").pvalue)
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:

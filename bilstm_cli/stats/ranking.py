@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from scipy import stats
 
-from .paired import ALPHA, holm, underpowered
+from .paired import ALPHA, holm, scipy_stats, underpowered
 
 
 @dataclass
@@ -104,7 +103,7 @@ def average_ranks(scores, higher_is_better: bool) -> RankTable:
     array = _score_matrix(scores)
     # rankdata ranks ascending; negate so the best score gets rank 1 either way
     oriented = -array if higher_is_better else array
-    matrix = stats.rankdata(oriented, axis=1) if array.size else np.zeros(array.shape)
+    matrix = scipy_stats().rankdata(oriented, axis=1) if array.size else np.zeros(array.shape)
     mean = matrix.mean(axis=0) if array.shape[0] else np.full(array.shape[1], math.nan)
     return RankTable(mean=mean, matrix=matrix)
 
@@ -154,10 +153,10 @@ def friedman(scores, higher_is_better: bool) -> FriedmanResult:
         f_statistic, f_p_value = math.inf, 0.0
     else:
         f_statistic = (n - 1) * chi2 / denominator
-        f_p_value = float(stats.f.sf(f_statistic, df_between, df_within))
+        f_p_value = float(scipy_stats().f.sf(f_statistic, df_between, df_within))
     return FriedmanResult(
         chi2=chi2,
-        p_value=float(stats.chi2.sf(chi2, df_between)),
+        p_value=float(scipy_stats().chi2.sf(chi2, df_between)),
         f_statistic=f_statistic,
         f_df=(df_between, df_within),
         f_p_value=f_p_value,
@@ -169,7 +168,7 @@ def friedman(scores, higher_is_better: bool) -> FriedmanResult:
 
 def _signed_rank_direction(differences: np.ndarray) -> float:
     """Sum of signed ranks of |differences| (zeros ranked then dropped, as Pratt): > 0 leans to a."""
-    ranks = stats.rankdata(np.abs(differences))
+    ranks = scipy_stats().rankdata(np.abs(differences))
     return float(np.sum(np.sign(differences) * ranks))
 
 
@@ -211,7 +210,8 @@ def wilcoxon_holm(scores, names: Sequence[str], higher_is_better: bool, alpha: f
         elif np.all(differences == 0):
             p_values.append(1.0)  # scipy returns NaN here; identical results are no evidence of a difference
         else:
-            result = stats.wilcoxon(oriented[:, i], oriented[:, j], zero_method="pratt", alternative="two-sided")
+            pair = oriented[:, i], oriented[:, j]
+            result = scipy_stats().wilcoxon(*pair, zero_method="pratt", alternative="two-sided")
             p_values.append(float(result.pvalue))
     adjusted = holm(p_values)
     results = []
