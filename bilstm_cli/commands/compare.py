@@ -39,7 +39,6 @@ from ..fileio import atomic
 from ..fileio.files import write_json
 from ..report.plots import preload as plots_preload
 from ..runs import directory
-from ..runs.tensorboard import preload as tensorboard_preload
 from ..runs.tensorboard import write_history_events
 from ..signals import StopRequest
 from ..stats.paired import scipy_stats
@@ -193,7 +192,9 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
 
         notice = "stopping at the next safe point; finished runs are kept (press again to quit at once)"
         # what the summary needs, imported while the runs train rather than after the last one
-        threading.Thread(target=_preload, args=(config.output.tensorboard,), daemon=True).start()
+        # (not the event writer: its import hides PyTorch in sys.modules for a moment, which
+        # must not happen while this process trains)
+        threading.Thread(target=_preload, daemon=True).start()
         with StopRequest(notice) as stop:
             executor.run(jobs, record_result, lambda: stop.requested)
     finally:
@@ -215,11 +216,9 @@ def _compare(config, variants, reporter, datasets, out, resume) -> CompareResult
     return CompareResult(out_dir, summary, time.perf_counter() - started, written)
 
 
-def _preload(tensorboard: bool) -> None:
+def _preload() -> None:
     scipy_stats()
     plots_preload()
-    if tensorboard:
-        tensorboard_preload()
 
 
 def _executor(config: Config, files: dict, prepared: dict, reporter) -> tuple[Any, int, str]:

@@ -195,12 +195,6 @@ def _present(value: Any) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def preload() -> None:
-    """Import the event writer now (see :func:`bilstm_cli.report.plots.preload`)."""
-    _summary_writer_class()
-    import tensorboardX.summary  # noqa: F401
-
-
 def _summary_writer_class():
     """tensorboardX's SummaryWriter, imported without PyTorch.
 
