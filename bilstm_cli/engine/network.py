@@ -116,7 +116,9 @@ class Network:
         scan: the time loop, ``scan(step, carry, xs) -> (carry, every step's carry)`` with
             ``step(carry, x_t) -> (carry, carry)`` over the leading axis of ``xs`` (default:
             ``keras.ops.scan``; a backend may pass a faster or XLA-friendlier one, e.g.
-            :func:`unrolled_scan`).
+            :func:`unrolled_scan`). A layer that returns only its final states gives a step
+            that outputs None (and has ``collects_outputs = False``): the scan returns
+            ``(carry, None)`` and collects nothing (``jax.lax.scan`` does this by itself).
     """
 
     def __init__(self, trunk: Trunk, segments: list[Segment], scan=None):

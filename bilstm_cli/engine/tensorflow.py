@@ -53,12 +53,12 @@ def time_loop(timesteps: int, jit_compile: bool):
 
 def while_scan(step, carry, xs):
     """``keras.ops.scan``'s contract as a ``tf.while_loop`` with a fixed trip count and
-    fixed-size TensorArrays, which XLA can compile inside the training loop's gradient."""
+    fixed-size TensorArrays, which XLA can compile inside the training loop's gradient. A step
+    whose ``collects_outputs`` attribute is False outputs None: nothing is collected."""
     steps = xs[0].shape[0]
-    collects = getattr(step, "collects_outputs", True)  # False: the step outputs None (see Network)
-    flat_carry = tf.nest.flatten(carry)
+    collects = getattr(step, "collects_outputs", True)
+    flat_carry = tf.nest.flatten(carry) if collects else []
     arrays = [tf.TensorArray(value.dtype, size=steps, element_shape=value.shape) for value in flat_carry]
-    arrays = arrays if collects else []
 
     def body(t, carry, arrays):
         carry, output = step(carry, tuple(x[t] for x in xs))
