@@ -18,3 +18,13 @@ MAX_CALL_BYTES = 64 * MIB
 # A dataset file's columns once decoded (Parquet: checked from its metadata before decoding,
 # so a small, highly compressed file cannot ask for all the memory there is).
 MAX_DECODED_BYTES = 8 * GIB
+
+
+def default_memory_limit() -> int:
+    """``data.memory_limit``'s default: an eighth of the machine's physical memory."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 8
+    except (ValueError, OSError, AttributeError):
+        return 2 * GIB

@@ -13,7 +13,7 @@ from ..data.generator import cumulative_sum_task
 from ..device import select_device
 from ..errors import UsageError
 from ..inference.loaded import LoadedModel, load_model_for_inference
-from ..inference.metrics import Evaluation, evaluate_predictions, predicted_classes
+from ..inference.metrics import Evaluation, MetricTotals, evaluate_predictions, predicted_classes
 from ..runs.saved import locate_run
 from ..seeds import draw_seed
 
@@ -60,9 +60,15 @@ def run_evaluate(
     task = run.data_spec.get("task")
     # read (or draw) the data first: a bad file is reported before TensorFlow's slow import
     if data_path is not None:
-        from ..data.io import read_dataset
+        from ..data.streamed import open_large_file
 
         where = source_label(data_path)
+        streamed = open_large_file(data_path, input_format, memory_budget(run), task)
+        if streamed is not None:
+            loaded = load_model_for_inference(run, select_device(device))
+            return _evaluate_streamed(loaded, streamed, where, show)
+        from ..data.io import read_dataset
+
         dataset = read_dataset(data_path, input_format, task=task)
         source, used_seed = where, None
     else:
@@ -87,8 +93,27 @@ def run_evaluate(
     )
 
 
-def listing(dataset: Dataset, probabilities: np.ndarray, names: list[str], count: int) -> list[dict]:
-    """Expected vs predicted labels for the first ``count`` sequences."""
+def memory_budget(run) -> int:
+    """The run's ``data.memory_limit`` (its default without a config)."""
+    from ..limits import default_memory_limit
+
+    return run.config.data.memory_budget if run.config is not None else default_memory_limit()
+
+
+def _evaluate_streamed(loaded: LoadedModel, file, where: str, show: int) -> EvaluateResult:
+    """Scores of a file larger than the memory budget, a chunk at a time."""
+    totals, examples = MetricTotals(loaded.num_classes), []
+    for index in range(len(file.chunks)):
+        dataset = loaded.check(file.read(index), where)
+        probabilities = loaded.predict(dataset, whole_batches=True)
+        totals.add(probabilities, dataset)
+        if len(examples) < show:
+            examples += listing(dataset, probabilities, loaded.class_names(), show - len(examples), len(examples))
+    return EvaluateResult(totals.evaluation(), examples, where, None, loaded)
+
+
+def listing(dataset: Dataset, probabilities: np.ndarray, names: list[str], count: int, first: int = 0) -> list[dict]:
+    """Expected vs predicted labels for the first ``count`` sequences (numbered from ``first``)."""
     rows = []
     for i in range(min(count, dataset.size)):
         length = int(dataset.lengths[i])
@@ -96,7 +121,7 @@ def listing(dataset: Dataset, probabilities: np.ndarray, names: list[str], count
         expected = dataset.y[i][:length] if dataset.y.ndim == 2 else dataset.y[i : i + 1]
         rows.append(
             {
-                "sequence": i,
+                "sequence": first + i,
                 "expected": [names[k] for k in expected],
                 "predicted": [names[k] for k in predicted],
             }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -34,17 +36,42 @@ def run_predict(
     1, or of the sequence's label per sequence) and ``sequence,step,class,p_<name>...`` for
     several classes; per-sequence models have no ``step`` column.
     """
+    return "".join(predict_parts(target, input_path, output_format, device, input_format, backend_name))
+
+
+def predict_parts(
+    target: str,
+    input_path: str,
+    output_format: str = "csv",
+    device: str = "auto",
+    input_format: str | None = None,
+    backend_name: str | None = None,
+) -> Iterator[str]:
+    """:func:`run_predict`'s text in parts: a file larger than the run's ``data.memory_limit``
+    is read, predicted and written a chunk at a time, so memory stays bounded."""
     from ..data.io import read_dataset
+    from ..data.streamed import open_large_file
+    from .evaluate import memory_budget
 
     backend.select(backend_name)
     run = locate_run(target)
     where = source_label(input_path)
     # read the input first: a bad file is reported before TensorFlow's slow import
-    dataset = read_dataset(input_path, input_format, require_labels=False)
-    dataset.y = None  # labels in the input are ignored, and need not be known to the model
+    streamed = open_large_file(input_path, input_format, memory_budget(run), require_labels=False)
+    if streamed is None:
+        datasets = iter([read_dataset(input_path, input_format, require_labels=False)])
+    else:
+        datasets = (streamed.read(index) for index in range(len(streamed.chunks)))
+    first = next(datasets)
     loaded = load_model_for_inference(run, select_device(device))
-    loaded.check(dataset, where)
-    probabilities = loaded.predict(dataset)
+    for number, dataset in enumerate(itertools.chain([first], datasets)):
+        dataset.y = None  # labels in the input are ignored, and need not be known to the model
+        loaded.check(dataset, where)
+        yield _predictions(loaded, dataset, output_format, header=number == 0, whole_batches=streamed is not None)
+
+
+def _predictions(loaded, dataset, output_format: str, header: bool, whole_batches: bool) -> str:
+    probabilities = loaded.predict(dataset, whole_batches=whole_batches)
     names = loaded.class_names()
     # a class is printed as the training data named it: a number (JSON: a number) where the
     # labels were class numbers, its name where they were names
@@ -62,16 +89,17 @@ def run_predict(
     ids = dataset.ids or list(range(dataset.size))  # the input's own sequence ids where it has them
     if output_format == "jsonl":
         return _jsonl(ids, sequence_index, classes, flat, labels, binary, step_index is not None)
-    return _csv(ids, sequence_index, step_index, classes, flat, names, binary)
+    return _csv(ids, sequence_index, step_index, classes, flat, names, binary, header)
 
 
-def _csv(ids, sequence_index, step_index, classes, flat, names, binary) -> str:
+def _csv(ids, sequence_index, step_index, classes, flat, names, binary, header: bool = True) -> str:
     import csv
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     probability_columns = ["probability"] if binary else [f"p_{name}" for name in names]
-    writer.writerow(["sequence", *(["step"] if step_index is not None else []), "class", *probability_columns])
+    if header:
+        writer.writerow(["sequence", *(["step"] if step_index is not None else []), "class", *probability_columns])
     for row in range(len(sequence_index)):
         steps = [int(step_index[row])] if step_index is not None else []
         writer.writerow([ids[sequence_index[row]], *steps, classes[row], *(f"{p:.6f}" for p in flat[row])])

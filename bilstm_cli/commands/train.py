@@ -24,7 +24,7 @@ from ..fileio import atomic
 from ..fileio.files import write_csv, write_json
 from ..report.plots import plot_history
 from ..runs import directory
-from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, save_checkpoint
+from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, load_partial_epoch, save_checkpoint
 from ..runs.tensorboard import EventLog
 from ..signals import StopRequest
 from .requests import recordable
@@ -117,6 +117,8 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         start_epoch = int(checkpoint_meta["epoch"])
         progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
         progress.plateau = PlateauState.from_meta(checkpoint_meta.get("plateau"))
+        partial = load_partial_epoch(run_dir) if checkpoint_meta.get("partial_steps") else None
+        progress.partial = [partial] if partial is not None else []
         if finishing:
             # the finished checkpoint holds the final weights (early stopping's best already restored)
             reporter.message(f"{run_dir} finished at epoch {start_epoch}; writing its missing model and metrics")
@@ -124,7 +126,8 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
             elapsed = progress.history.elapsed[-1] if progress.history.elapsed else 0.0
             result = FitResult(progress.history, start_epoch, stopped, progress.stopping.best_epoch, elapsed)
             return _save_outputs(run_dir, session, result, compile_seconds, started)
-        reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}")
+        within = f" (step {len(partial)} of epoch {start_epoch + 1})" if partial is not None else ""
+        reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}{within}")
     refits = refit_applies(config)
     result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
     _write_history(run_dir, result.history)
@@ -138,7 +141,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         "stopped": result.stopped,
         "best_epoch": result.best_epoch,
         "refit_epochs": chosen,
-        "train_sequences": data.train_dataset.size,
+        "train_sequences": data.train_size,
         "validation_sequences": data.validation.size if data.validation is not None else 0,
         "val_loss": selection["final"]["val_loss"],
         "val_accuracy": selection["final"]["val_accuracy"],
@@ -189,7 +192,10 @@ class _Run:
                 "plateau": progress.plateau.to_meta(),
                 **meta_extra,
             }
-            save_checkpoint(run_dir, state, meta, stopping.best_state)
+            partial = progress.partial_results() if epoch == progress.epochs_run else None
+            if partial is not None and len(partial):
+                meta["partial_steps"] = len(partial)
+            save_checkpoint(run_dir, state, meta, stopping.best_state, partial)
 
         recorded = stdin_data.recorded_config(self.config, self.found)
         log = _open_events(recorded, run_dir, start_epoch) if events else None
@@ -254,7 +260,7 @@ class _Run:
         if hasattr(reporter, "set_total"):
             reporter.set_total(config.train.epochs)
         reporter.message(
-            f"refit: {config.train.epochs} epochs on all {data.train_dataset.size} training sequences "
+            f"refit: {config.train.epochs} epochs on all {data.train_size} training sequences "
             f"(best validation epoch {selection['best_epoch']})"
             + (f", resuming at epoch {start_epoch}" if start_epoch else "")
         )
@@ -268,7 +274,7 @@ class _Run:
         metrics = outputs.metrics
         metrics["refit"] = {
             "epochs": config.train.epochs,
-            "sequences": data.train_dataset.size,
+            "sequences": data.train_size,
             "scale": config.train.refit.scale,
             "train_seconds": result.train_seconds,
         }

@@ -118,7 +118,7 @@ def _refit(configs, run_seeds, results, job, seeds, files, prepared, device, sho
     refitted = session.fit(FitCallbacks(should_stop=should_stop), copy_epochs=chosen)
     if any(result.stopped == "interrupted" for result in refitted):
         return None, None
-    sequences = data.train_dataset.size
+    sequences = data.train_size
     return session, [{"epochs": epochs, "sequences": sequences} for epochs in chosen]
 
 
@@ -211,7 +211,9 @@ def worker_versions() -> dict[str, str]:
 
 def _fingerprint(source, validation) -> str:
     """Digest of the first epoch's training batches and the validation set (pairing check)."""
-    parts = list(source.batches(0, 1).arrays()) + ([validation.x] if validation is not None else [])
+    # the first steps (a streamed file's epoch may not fit in memory) and validation's first part
+    first = source.step_batches(0, 0, min(source.steps_per_epoch, 64))
+    parts = list(first.arrays()) + ([next(iter(validation.parts())).x] if validation is not None else [])
     return fingerprint(parts)[:16]
 
 

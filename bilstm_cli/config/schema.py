@@ -33,6 +33,21 @@ MAX_SEED = 2**32 - 1
 DEVICE_PATTERN = r"^(auto|cpu|gpu(:\d+)?)$"
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20}
+_SIZE_UNITS |= {"g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"2GB"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` in bytes (ValueError otherwise)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size; write bytes or e.g. 2GB, 512MiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -64,6 +79,24 @@ class DataConfig(Section):
     test_path: Optional[str] = Field(None, description="test dataset file: final scores on it")
     validation_split: float = Field(0.0, ge=0, lt=1, description="stratified hold-out fraction of train_path")
     standardize: bool = Field(False, description="per-feature standardisation fitted on training data")
+    memory_limit: Optional[int] = Field(
+        None,
+        gt=0,
+        description="bytes (or e.g. 2GB, 512MiB) a file may take in memory; larger files are streamed "
+        "in chunks. null = an eighth of the machine's memory",
+    )
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _size_in_bytes(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @property
+    def memory_budget(self) -> int:
+        """``memory_limit`` in bytes, or its default."""
+        from ..limits import default_memory_limit
+
+        return self.memory_limit if self.memory_limit is not None else default_memory_limit()
 
     @property
     def generated_task(self) -> str:

@@ -49,6 +49,10 @@ class Batches:
     def slice(self, start: int, stop: int) -> Batches:
         return Batches(*(array[start:stop] for array in self.arrays()))
 
+    def parts(self) -> list[Batches]:
+        """The batches as evaluation calls take them: all at once (see ``StreamedBatches``)."""
+        return [self]
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         return self.x, self.lengths, self.y, self.mask, self.weight
 
@@ -149,6 +153,10 @@ class OnlineSource:
         steps = epochs * self.steps_per_epoch
         return Batches(*(a.reshape(steps, size, *a.shape[2:]) for a in (x, lengths, y, mask, weight)))
 
+    def step_batches(self, epoch: int, start: int, stop: int) -> Batches:
+        """Steps ``start..stop-1`` of epoch ``epoch`` (0-based)."""
+        return self.batches(epoch, epoch + 1).slice(start, stop)
+
 
 class DatasetSource:
     """Epochs over a fixed dataset, shuffled per epoch with the stream ``(seed, SHUFFLE, epoch)``."""
@@ -167,6 +175,12 @@ class DatasetSource:
             order = stream_rng(self.seed, SHUFFLE_STREAM, epoch).permutation(self.dataset.size)
             parts.append(make_batches(self.dataset.subset(order), self.batch_size, self.class_weights))
         return Batches.concatenate(parts)
+
+    def step_batches(self, epoch: int, start: int, stop: int) -> Batches:
+        """Steps ``start..stop-1`` of epoch ``epoch`` (0-based): those :meth:`batches` makes."""
+        order = stream_rng(self.seed, SHUFFLE_STREAM, epoch).permutation(self.dataset.size)
+        chosen = order[start * self.batch_size : stop * self.batch_size]
+        return make_batches(self.dataset.subset(chosen), self.batch_size, self.class_weights)
 
 
 def balanced_class_weights(dataset: Dataset, num_classes: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from .dataset import PER_STEP, Dataset
 from .generator import SPLIT_STREAM, STANDARDIZE_STREAM, VALIDATION_STREAM, cumulative_sum_task, stream_rng
 from .labels import align_labels
 from .spec import ModelSpec
+from .streamed import StreamedBatches, StreamedFile, StreamSource, open_large_file, split_chunks
 
 ClassWeight = Union[None, str, dict[str, float]]  # train.class_weight: None, "balanced" or {label: weight}
 EVALUATION_BATCH = 1024
@@ -35,24 +36,35 @@ class TrainingData:
     config: DataConfig
     spec: ModelSpec
     classes: list[str] | None
-    train_dataset: Dataset | None  # None for the online protocol
-    validation: Dataset | None
+    train_dataset: Dataset | None  # None for the online protocol and streamed files
+    validation: Dataset | StreamedBatches | None
     standardization: tuple[np.ndarray, np.ndarray] | None
     class_weights: np.ndarray | None
     timesteps: int
-    test: Dataset | None = None  # final scores are reported on it when given
+    test: Dataset | StreamedBatches | None = None  # final scores are reported on it when given
+    train_stream: StreamedFile | None = None  # a training file larger than data.memory_limit
+    train_chunks: list[int] | None = None  # its chunks that train (the others may validate)
 
-    def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource:
+    def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource | StreamSource:
         """The training batches of one run; the seed picks the sequences / the shuffles."""
+        if self.train_stream is not None:
+            return StreamSource(self.train_stream, self.train_chunks, batch_size, seed, self.class_weights)
         if self.train_dataset is None:
             return OnlineSource(self.config, batch_size, seed, self.class_weights)
         return DatasetSource(self.train_dataset, batch_size, seed, self.class_weights)
 
     @property
+    def train_size(self) -> int:
+        """Training sequences (of the file; per epoch for the generated task)."""
+        if self.train_stream is not None:
+            return sum(self.train_stream.sizes[i] for i in self.train_chunks)
+        return self.train_dataset.size if self.train_dataset is not None else self.config.samples_per_epoch
+
+    @property
     def variable_length(self) -> bool:
         """Whether any training, validation or test sequence is shorter than the others (the
         training graph then needs the length mask)."""
-        datasets = (self.train_dataset, self.validation, self.test)
+        datasets = (self.train_dataset, self.train_stream, self.validation, self.test)
         return any(d is not None and d.variable_length for d in datasets)
 
     def validation_batches(self) -> Batches | None:
@@ -73,33 +85,46 @@ class TrainingData:
         }
 
 
-def _evaluation_batches(dataset: Dataset | None) -> Batches | None:
+def _evaluation_batches(dataset: Dataset | StreamedBatches | None) -> Batches | StreamedBatches | None:
     if dataset is None or dataset.size == 0:
         return None
+    if isinstance(dataset, StreamedBatches):
+        return dataset
     return make_batches(dataset, min(EVALUATION_BATCH, dataset.size))
 
 
 @dataclass
 class DataFiles:
-    """The dataset files of a data section, read once (``compare`` ships them to its workers)."""
+    """The dataset files of a data section, read once (``compare`` ships them to its workers).
 
-    train: Dataset
-    validation: Dataset | None = None
-    test: Dataset | None = None
+    A file larger than ``data.memory_limit`` is a :class:`StreamedFile`: what one pass over it
+    found, and its path (workers read its chunks from there)."""
+
+    train: Dataset | StreamedFile
+    validation: Dataset | StreamedFile | None = None
+    test: Dataset | StreamedFile | None = None
+
+
+def read_data_file(path: str, task: str | None, memory_limit: int) -> Dataset | StreamedFile:
+    """A data file read whole, or scanned for streaming when reading it whole would take more
+    than ``memory_limit`` bytes."""
+    from .io import read_dataset
+
+    streamed = open_large_file(path, None, memory_limit, task)
+    return streamed if streamed is not None else read_dataset(path, task=task)
 
 
 def read_files(data: DataConfig) -> DataFiles | None:
     """Read the files a data section names (None for the generated task); errors name the file."""
     if data.train_path is None:
         return None
-    from .io import read_dataset
-
-    train = read_dataset(data.train_path, task=data.file_task)
+    budget = data.memory_budget
+    train = read_data_file(data.train_path, data.file_task, budget)
     validation = test = None
     for path, role in ((data.val_path, "validation"), (data.test_path, "test")):
         if path is None:
             continue
-        dataset = read_dataset(path, task=train.task)  # the same kind of labels as the training file
+        dataset = read_data_file(path, train.task, budget)  # the same kind of labels as the training file
         if dataset.features != train.features:
             raise DataError(f"{path}: {dataset.features} features per step, but {data.train_path} has {train.features}")
         if role == "validation":
@@ -150,6 +175,8 @@ def prepare_training_data(
         return TrainingData(data, spec, None, None, validation, standardization, weights, data.timesteps)
 
     files = files if files is not None else read_files(data)
+    if isinstance(files.train, StreamedFile):
+        return _streamed_training_data(data, seed, class_weight, files)
     train, validation, test = files.train, files.validation, files.test
     present = np.unique(train.valid_labels())
     if len(present) < 2:
@@ -169,6 +196,48 @@ def prepare_training_data(
     weights = _class_weights(class_weight, train, num_classes, train.classes)
     standardization = _standardization(data.standardize, train)
     return TrainingData(data, spec, train.classes, train, validation, standardization, weights, train.timesteps, test)
+
+
+def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeight, files: DataFiles) -> TrainingData:
+    """Training data from a file streamed in chunks: what the pass over it found stands in for
+    the arrays (classes, label counts, standardisation statistics of the training chunks)."""
+    train = files.train
+    chunks = list(range(len(train.chunks)))
+    validation = files.validation
+    if validation is None and data.validation_split > 0:
+        chunks, held_out = split_chunks(train, data.validation_split, seed)
+        validation = StreamedBatches(train, held_out)
+    counts = train.counts_of(chunks)
+    if counts is None or np.count_nonzero(counts) < 2:
+        raise DataError(
+            f"{data.train_path}: the training sequences hold only one class; a classifier needs at least two",
+            "check the label column, or add examples of the other classes",
+        )
+    num_classes, timesteps = train.num_classes, train.timesteps
+    validation, test = (
+        _aligned(dataset, train, path) for dataset, path in ((validation, data.val_path), (files.test, data.test_path))
+    )
+    spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
+    weights = None
+    if class_weight == "balanced":
+        weights = np.ones(num_classes, dtype=np.float32)
+        seen = counts > 0
+        weights[seen] = counts.sum() / (seen.sum() * counts[seen])
+    elif class_weight is not None:
+        weights = _class_weights(class_weight, None, num_classes, train.classes)
+    standardization = train.standardization_of(chunks) if data.standardize else None
+    return TrainingData(
+        data, spec, train.classes, None, validation, standardization, weights, timesteps, test, train, chunks
+    )
+
+
+def _aligned(dataset, train: StreamedFile, path: str | None):
+    """A validation or test set in the streamed training file's label codes."""
+    if dataset is None or isinstance(dataset, StreamedBatches):
+        return dataset
+    if isinstance(dataset, StreamedFile):
+        return StreamedBatches(dataset.align_to(train.classes, train.num_classes, train.timesteps))
+    return align_labels(dataset, train.classes, train.num_classes, path)
 
 
 def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ..data.batches import Batches
 from ..data.dataset import PER_STEP
 from ..data.spec import ModelSpec
 from ..errors import TrainingError
+
+if TYPE_CHECKING:
+    from ..data.streamed import StreamedBatches
 from .initializers import initial_parameters
 from .network import Network
 from .optimizers import OptimizerSettings, apply_updates, initial_slots, learning_rates_at_steps
@@ -311,7 +315,7 @@ class Engine:
         dummy = [Batches.zeros(self.steps_per_call, batch, timesteps, features, positions)] * self.program.streams
         self._run_chunk(dummy, 0)
         if validation is not None:
-            self.evaluate(validation)
+            self.evaluate(next(iter(validation.parts())))  # compiles the (one) evaluation shape
         return time.perf_counter() - started
 
     def train(self, batches: Sequence[Batches]) -> np.ndarray:
@@ -334,10 +338,13 @@ class Engine:
         self._state, metrics = self._chunk_call(self._state, self._to_backend(data), np.int32(count), self._hyper())
         return np.asarray(self._to_numpy(metrics))
 
-    def evaluate(self, batches: Batches) -> np.ndarray:
-        """``(C, 2)``: every copy's mean loss and accuracy on shared batches (no class weights)."""
-        data = self._to_backend((batches.x, batches.lengths, batches.y, batches.mask))
-        totals = np.asarray(self._to_numpy(self._evaluate_call(self._state[0], data)), np.float64)
+    def evaluate(self, batches: Batches | StreamedBatches) -> np.ndarray:
+        """``(C, 2)``: every copy's mean loss and accuracy on shared batches (no class weights);
+        a streamed set is scored a part at a time and its totals summed."""
+        totals = 0.0
+        for part in batches.parts():
+            data = self._to_backend((part.x, part.lengths, part.y, part.mask))
+            totals = totals + np.asarray(self._to_numpy(self._evaluate_call(self._state[0], data)), np.float64)
         positions = np.maximum(totals[:, 1], 1.0)
         return np.stack([totals[:, 0] / positions, totals[:, 2] / positions], axis=1)
 

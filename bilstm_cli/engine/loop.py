@@ -31,6 +31,7 @@ class BatchSource(Protocol):
     timesteps: int
 
     def batches(self, start_epoch: int, stop_epoch: int) -> Batches: ...
+    def step_batches(self, epoch: int, start: int, stop: int) -> Batches: ...
 
 
 class Trainer(Protocol):
@@ -144,6 +145,17 @@ class CopyProgress:
     stopped: str | None = None
     epochs_run: int = 0
     window_start: int = 0
+    # an epoch in progress (one that takes several compiled calls): its steps' (loss, positions,
+    # correct) so far; a checkpoint saves them, so a run resumed mid-epoch records the same epoch
+    partial: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def partial_steps(self) -> int:
+        return sum(len(part) for part in self.partial)
+
+    def partial_results(self) -> np.ndarray:
+        """``(steps, 3)``: the epoch in progress so far."""
+        return np.concatenate(self.partial) if self.partial else np.zeros((0, 3), np.float32)
 
 
 class NonFiniteLoss(TrainingError):
@@ -193,25 +205,53 @@ def fit(
         if run.plateau.learning_rate is not None:  # resumed after the rate was lowered
             engine.set_learning_rate(copy, run.plateau.learning_rate)
     epoch = plan.start_epoch
+    offset = progress[0].partial_steps  # steps of epoch + 1 trained already (resumed mid-epoch)
     elapsed_before = progress[0].history.elapsed[-1] if progress[0].history.elapsed else 0.0
     started = time.perf_counter()
     steps_per_epoch = sources[0].steps_per_epoch
     epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
+    # an epoch longer than one compiled call trains in chunks of steps (a multiple of the call)
+    steps_per_chunk = engine.steps_per_call if steps_per_epoch > engine.steps_per_call else 0
+    chunk_sized = False  # sized to CHUNK_SECONDS after the first chunk of steps, then only shrinks
     interrupted = False
     last_checkpoint = time.perf_counter()
 
-    prefetch = _Prefetch(lambda start, stop: [source.batches(start, stop) for source in sources])
+    prefetch = _Prefetch(lambda key: _make_batches(sources, key))
     try:
         while epoch < plan.epochs and engine.active.any():
             if callbacks.should_stop():
                 interrupted = True
                 break
-            chunk_end = _chunk_end(epoch, plan, epochs_per_call)
             chunk_started = time.perf_counter()
-            results = engine.train(prefetch.take(epoch, chunk_end, plan, epochs_per_call))
-            per_epoch = (time.perf_counter() - chunk_started) / (chunk_end - epoch)
-            # only ever shrinks: a steady chunk size keeps the prefetched batches useful
-            epochs_per_call = min(epochs_per_call, _epochs_within(CHUNK_SECONDS, per_epoch, epochs_per_call))
+            if steps_per_chunk or offset:
+                stop = min(steps_per_epoch, offset + max(steps_per_chunk, 1))
+                following = _next_steps(epoch, stop, steps_per_epoch, max(steps_per_chunk, 1), plan)
+                results = engine.train(prefetch.take((epoch, offset, stop), following))
+                per_call = (time.perf_counter() - chunk_started) / _calls(stop - offset, engine)
+                calls = _epochs_within(CHUNK_SECONDS, per_call, 1 << 20) * engine.steps_per_call
+                steps_per_chunk = min(steps_per_chunk, calls) if chunk_sized else calls
+                chunk_sized = True
+                for copy in np.flatnonzero(engine.active):
+                    progress[copy].partial.append(results[:, copy])
+                offset = stop
+                if offset < steps_per_epoch:
+                    if not progress[0].stopped and time.perf_counter() - last_checkpoint >= plan.checkpoint_seconds:
+                        callbacks.on_checkpoint(epoch, progress[0].history)
+                        last_checkpoint = time.perf_counter()
+                    continue
+                results = np.zeros((steps_per_epoch, copies, 3), np.float32)
+                for copy in np.flatnonzero(engine.active):
+                    results[:, copy], progress[copy].partial = progress[copy].partial_results(), []
+                offset, chunk_end = 0, epoch + 1
+            else:
+                chunk_end = _chunk_end(epoch, plan, epochs_per_call)
+                following = None
+                if chunk_end < plan.epochs:
+                    following = (chunk_end, _chunk_end(chunk_end, plan, epochs_per_call))
+                results = engine.train(prefetch.take((epoch, chunk_end), following))
+                per_epoch = (time.perf_counter() - chunk_started) / (chunk_end - epoch)
+                # only ever shrinks: a steady chunk size keeps the prefetched batches useful
+                epochs_per_call = min(epochs_per_call, _epochs_within(CHUNK_SECONDS, per_epoch, epochs_per_call))
             now = elapsed_before + time.perf_counter() - started
             # each epoch's rate: that of its last step (copies that train have taken every step)
             last_steps = np.arange(epoch + 1, chunk_end + 1) * steps_per_epoch - 1
@@ -345,31 +385,54 @@ def _chunk_end(epoch: int, plan: FitPlan, epochs_per_call: int) -> int:
     return min(_next_boundary(epoch, plan), epoch + epochs_per_call)
 
 
+def _make_batches(sources: Sequence[BatchSource], key: tuple) -> list[Batches]:
+    """Every stream's batches of a chunk: ``(start_epoch, stop_epoch)`` for whole epochs, or
+    ``(epoch, start_step, stop_step)`` for part of one (0-based epoch)."""
+    if len(key) == 2:
+        return [source.batches(*key) for source in sources]
+    return [source.step_batches(*key) for source in sources]
+
+
+def _next_steps(epoch: int, stop: int, steps_per_epoch: int, steps_per_chunk: int, plan: FitPlan) -> tuple | None:
+    """The chunk of steps after the one that ends at ``stop`` (to prefetch), if any."""
+    if stop < steps_per_epoch:
+        return (epoch, stop, min(steps_per_epoch, stop + steps_per_chunk))
+    if epoch + 1 < plan.epochs:
+        return (epoch + 1, 0, min(steps_per_epoch, steps_per_chunk))
+    return None
+
+
+def _calls(steps: int, engine: Trainer) -> int:
+    return max(1, math.ceil(steps / engine.steps_per_call))
+
+
 class _Prefetch:
     """Makes the next chunk's batches in a background thread while the current one trains.
 
     Making batches is numpy and Python work; the compiled training call runs without the GIL,
-    so on two cores the two overlap. The batches are a pure function of the epochs (each
+    so on two cores the two overlap. The batches are a pure function of the chunk (each
     epoch's data comes from its own seeded stream), so making them early changes nothing.
     """
 
-    def __init__(self, make: Callable[[int, int], Any]):
+    def __init__(self, make: Callable[[tuple], Any]):
         from concurrent.futures import ThreadPoolExecutor
 
         self._make = make
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bilstm-batches")
-        self._next: tuple[tuple[int, int], Any] | None = None
+        self._next: tuple[tuple, Any] | None = None
 
-    def take(self, start: int, stop: int, plan: FitPlan, epochs_per_call: int) -> Any:
-        """The batches of epochs ``start+1..stop``; starts making the following chunk's."""
-        if self._next is not None and self._next[0] == (start, stop):
+    def take(self, key: tuple, following: tuple | None) -> Any:
+        """The batches of chunk ``key``; starts making those of chunk ``following``."""
+        if self._next is not None and self._next[0] == key:
             batches = self._next[1].result()
         else:
-            batches = self._make(start, stop)
+            if self._next is not None:
+                self._next[1].cancel()
+                self._next[1].exception()  # wait: a source is read by one thread at a time
+            batches = self._make(key)
         self._next = None
-        if stop < plan.epochs:
-            following = (stop, _chunk_end(stop, plan, epochs_per_call))
-            self._next = (following, self._pool.submit(self._make, *following))
+        if following is not None:
+            self._next = (following, self._pool.submit(self._make, following))
         return batches
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class LoadedModel:
     task: str
     num_classes: int
     classes: list[str] | None
+    _predictor: object = field(default=None, repr=False)  # the compiled call, made once
 
     def check(self, dataset: Dataset, where: str) -> Dataset:
         """Refuse input the model cannot take; express labels in the model's codes."""
@@ -37,10 +38,15 @@ class LoadedModel:
             raise DataError(f"{where}: {task_mismatch(dataset.task, self.task)}")
         return align_labels(dataset, self.classes, self.num_classes, where)
 
-    def predict(self, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
-        """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence."""
-        call = for_backend().predictor(self.model, self.device)
-        return predict_in_batches(call, dataset.x, dataset.lengths, batch_size)
+    def predict(self, dataset: Dataset, batch_size: int = 1024, whole_batches: bool = False) -> np.ndarray:
+        """Probabilities: ``(N, T, 1|C)`` per step or ``(N, 1|C)`` per sequence.
+
+        ``whole_batches``: always ``batch_size`` sequences per call, even for fewer sequences
+        (the chunks of a streamed file then share one compiled program)."""
+        if self._predictor is None:
+            self._predictor = for_backend().predictor(self.model, self.device)
+        size = batch_size if whole_batches else max(1, min(batch_size, dataset.size))
+        return predict_in_batches(self._predictor, dataset.x, dataset.lengths, size)
 
     def class_names(self) -> list[str]:
         """A name for every output class (numbers where the training data had no names)."""
@@ -77,7 +83,6 @@ def predict_in_batches(call, x: np.ndarray, lengths: np.ndarray, batch_size: int
     One batch shape means one compiled program, whatever the number of sequences.
     """
     count = x.shape[0]
-    batch_size = max(1, min(batch_size, count))
     outputs = []
     for start in range(0, count, batch_size):
         part_x = x[start : start + batch_size]

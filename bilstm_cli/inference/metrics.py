@@ -86,26 +86,60 @@ class Evaluation:
 
 def evaluate_predictions(probabilities: np.ndarray, dataset: Dataset, num_classes: int) -> Evaluation:
     """All metrics for ``probabilities`` (the model's outputs) against ``dataset``'s labels."""
-    flat, labels, steps = positions_view(probabilities, dataset)
-    predicted = predicted_classes(flat)
-    correct = predicted == labels
-    per_step = []
-    if dataset.task == PER_STEP:
-        hits = np.bincount(steps, weights=correct, minlength=dataset.timesteps)
-        totals = np.bincount(steps, minlength=dataset.timesteps)
-        per_step = [float(h / t) if t else float("nan") for h, t in zip(hits, totals)]
-    confusion = confusion_matrix(labels, predicted, num_classes)
-    names = dataset.classes if dataset.classes else [str(k) for k in range(num_classes)]
-    return Evaluation(
-        sequences=dataset.size,
-        positions=int(labels.size),
-        loss=float(cross_entropy(flat, labels).mean()),
-        accuracy=float(correct.mean()),
-        per_step_accuracy=per_step,
-        confusion=confusion.tolist(),
-        classes=list(names),
-        scores=class_scores(confusion),
-    )
+    totals = MetricTotals(num_classes)
+    totals.add(probabilities, dataset)
+    return totals.evaluation()
+
+
+class MetricTotals:
+    """Sums the metrics need, added a part of the data at a time (a streamed file's chunks)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.sequences = self.positions = self.correct = 0
+        self.loss = 0.0
+        self.per_step: tuple[np.ndarray, np.ndarray] | None = None  # hits and positions by step
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)
+        self.classes: list[str] | None = None
+
+    def add(self, probabilities: np.ndarray, dataset: Dataset) -> None:
+        flat, labels, steps = positions_view(probabilities, dataset)
+        predicted = predicted_classes(flat)
+        correct = predicted == labels
+        if dataset.task == PER_STEP:
+            hits = np.bincount(steps, weights=correct, minlength=dataset.timesteps)
+            totals = np.bincount(steps, minlength=dataset.timesteps)
+            if self.per_step is not None:  # parts may be padded to different lengths
+                hits, totals = _add(hits, self.per_step[0]), _add(totals, self.per_step[1])
+            self.per_step = (hits, totals)
+        self.confusion += confusion_matrix(labels, predicted, self.num_classes)
+        self.sequences += dataset.size
+        self.positions += int(labels.size)
+        self.correct += int(correct.sum())
+        self.loss += float(cross_entropy(flat, labels).sum())
+        self.classes = dataset.classes if dataset.classes else [str(k) for k in range(self.num_classes)]
+
+    def evaluation(self) -> Evaluation:
+        per_step = []
+        if self.per_step is not None:
+            per_step = [float(h / t) if t else float("nan") for h, t in zip(*self.per_step)]
+        positions = max(self.positions, 1)
+        return Evaluation(
+            sequences=self.sequences,
+            positions=self.positions,
+            loss=self.loss / positions,
+            accuracy=self.correct / positions,
+            per_step_accuracy=per_step,
+            confusion=self.confusion.tolist(),
+            classes=list(self.classes or [str(k) for k in range(self.num_classes)]),
+            scores=class_scores(self.confusion),
+        )
+
+
+def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two 1-D arrays added, the shorter one padded with zeros."""
+    width = max(len(a), len(b))
+    return np.pad(a, (0, width - len(a))) + np.pad(b, (0, width - len(b)))
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:

@@ -17,7 +17,9 @@ from ..labels import MAX_LABEL, encode_labels, label_values, valid_class_numbers
 MISSING_WORDS = {"nan", "-nan", "na", "n/a", "#n/a", "#na", "null", "none", "<na>"}
 
 
-def read(text: str, where: str, task: str | None) -> Dataset:
+def read(text: str, where: str, task: str | None, first_line: int = 2) -> Dataset:
+    """Parse long-form CSV text; ``first_line``: the file line number of the first row after the
+    header (a streamed chunk of a large file starts further down)."""
     import pandas as pd  # imported here: pandas costs ~0.5 s of start-up
 
     try:
@@ -30,7 +32,7 @@ def read(text: str, where: str, task: str | None) -> Dataset:
                 io.StringIO(text), skipinitialspace=True, index_col=False, keep_default_na=False, na_values=[""]
             )
     except pd.errors.ParserWarning:
-        line, fields, expected = _first_ragged_row(text)
+        line, fields, expected = _first_ragged_row(text, first_line)
         raise DataError(f"{where}, line {line}: {fields} fields, but the header has {expected}") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{where}: malformed CSV: {str(exc).strip()}") from None
@@ -59,7 +61,9 @@ def read(text: str, where: str, task: str | None) -> Dataset:
             row = int(np.argmax(bad.to_numpy()))
             shown = raw.iloc[row]
             problem = "is empty" if pd.isna(shown) else f"is not a number: {shown!r}"
-            raise DataError(f"{where}, line {row + 2}: column {column!r} {problem}", "remove or impute missing values")
+            raise DataError(
+                f"{where}, line {row + first_line}: column {column!r} {problem}", "remove or impute missing values"
+            )
         numeric[column] = values.to_numpy()
     for column in ["step", *x_columns]:
         not_finite = ~np.isfinite(numeric[column].astype(np.float64))
@@ -67,18 +71,18 @@ def read(text: str, where: str, task: str | None) -> Dataset:
             row = int(np.argmax(not_finite))
             held = "NaN" if np.isnan(numeric[column][row]) else f"{numeric[column][row]}"
             raise DataError(
-                f"{where}, line {row + 2}: column {column!r} holds {held} at row {row + 1}",
+                f"{where}, line {row + first_line}: column {column!r} holds {held} at row {row + 1}",
                 "remove or impute missing values",
             )
     x_values = np.column_stack([numeric[c] for c in x_columns]).astype(np.float64)
     steps = numeric["step"]
     if (steps != np.round(steps)).any():
         row = int(np.argmax(steps != np.round(steps)))
-        raise DataError(f"{where}, line {row + 2}: step {steps[row]!r} is not an integer")
+        raise DataError(f"{where}, line {row + first_line}: step {steps[row]!r} is not an integer")
 
     if frame["sequence"].isna().any():
         row = int(np.argmax(frame["sequence"].isna().to_numpy()))
-        raise DataError(f"{where}, line {row + 2}: column 'sequence' is empty")
+        raise DataError(f"{where}, line {row + first_line}: column 'sequence' is empty")
     sequence_ids = frame["sequence"].astype(str).str.strip().to_numpy()
     codes, first_rows = _codes_in_order(sequence_ids)
     expected_step = pd.Series(codes).groupby(codes).cumcount().to_numpy()
@@ -89,7 +93,7 @@ def read(text: str, where: str, task: str | None) -> Dataset:
         duplicated = ((seen["sequence"].astype(str) == sequence_ids[row]) & (numeric["step"][:row] == steps[row])).any()
         problem = "is duplicated" if duplicated else f"is out of order (expected step {expected_step[row]})"
         raise DataError(
-            f"{where}, line {row + 2}: sequence {sequence_ids[row]!r} step {int(steps[row])} {problem}",
+            f"{where}, line {row + first_line}: sequence {sequence_ids[row]!r} step {int(steps[row])} {problem}",
             "each sequence's steps must run 0, 1, 2, ... in file order",
         )
 
@@ -104,12 +108,12 @@ def read(text: str, where: str, task: str | None) -> Dataset:
         if missing.any():
             row = int(np.argmax(missing))
             problem = "is empty" if pd.isna(frame["y"].iloc[row]) else f"holds a missing value ({words.iloc[row]!r})"
-            raise DataError(f"{where}, line {row + 2}: column 'y' {problem}")
-        labels, classes = _encode_column(frame["y"], where)
+            raise DataError(f"{where}, line {row + first_line}: column 'y' {problem}")
+        labels, classes = _encode_column(frame["y"], where, first_line)
         if task is None and _one_label_per_sequence(labels, codes, count):
             task = SEQUENCE  # auto: a label repeated on every step of its sequence is the sequence's label
         if task == SEQUENCE:
-            y = _sequence_labels(labels, codes, sequence_ids, where, count)
+            y = _sequence_labels(labels, codes, sequence_ids, where, count, first_line)
         else:
             y = np.zeros(x.shape[:2], dtype=np.int64)
             y[codes, expected_step] = labels
@@ -118,11 +122,11 @@ def read(text: str, where: str, task: str | None) -> Dataset:
     return Dataset(x, y, lengths, classes, ids=[int(i) for i in ids] if numbered else ids)
 
 
-def _first_ragged_row(text: str) -> tuple[int, int, int]:
+def _first_ragged_row(text: str, first_line: int = 2) -> tuple[int, int, int]:
     """(line, fields, header fields) of the first CSV row whose width differs from the header."""
     rows = csv.reader(io.StringIO(text))
     header = next(rows)
-    for number, row in enumerate(rows, start=2):
+    for number, row in enumerate(rows, start=first_line):
         if row and len(row) != len(header):
             return number, len(row), len(header)
     return 0, 0, len(header)
@@ -153,7 +157,7 @@ def _codes_in_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse], first_rows[order]
 
 
-def _encode_column(column, where: str) -> tuple[np.ndarray, list[str] | None]:
+def _encode_column(column, where: str, first_line: int = 2) -> tuple[np.ndarray, list[str] | None]:
     """Labels of a CSV column: class numbers (checked row by row) or class names."""
     import pandas as pd
 
@@ -164,7 +168,7 @@ def _encode_column(column, where: str) -> tuple[np.ndarray, list[str] | None]:
         if bad.any():
             row = int(np.argmax(bad))
             raise DataError(
-                f"{where}, line {row + 2}: label {column.iloc[row]!r} is not a class number "
+                f"{where}, line {row + first_line}: label {column.iloc[row]!r} is not a class number "
                 f"(an integer from 0 to {MAX_LABEL})"
             )
         return values.astype(np.int64), None
@@ -179,14 +183,16 @@ def _one_label_per_sequence(labels: np.ndarray, codes: np.ndarray, count: int) -
     return bool(np.all(first[codes] == labels)) and len(labels) > count
 
 
-def _sequence_labels(labels: np.ndarray, codes: np.ndarray, ids: np.ndarray, where: str, count: int) -> np.ndarray:
+def _sequence_labels(
+    labels: np.ndarray, codes: np.ndarray, ids: np.ndarray, where: str, count: int, first_line: int = 2
+) -> np.ndarray:
     per_sequence = np.full(count, -1, dtype=np.int64)
     per_sequence[codes] = labels  # the last row of each sequence wins ...
     differs = per_sequence[codes] != labels  # ... and any other value means mixed labels
     if differs.any():
         row = int(np.argmax(differs))
         raise DataError(
-            f"{where}, line {row + 2}: sequence {ids[row]!r} has different labels on different steps",
+            f"{where}, line {row + first_line}: sequence {ids[row]!r} has different labels on different steps",
             "this looks like a per-step label file; use data.task: per-step, or one label per sequence",
         )
     return per_sequence

@@ -12,9 +12,11 @@ from ..dataset import Dataset, pad_labels, pad_sequences
 from ..labels import encode_labels, label_values
 
 
-def read(text: str, where: str) -> Dataset:
+def read(text: str, where: str, first_line: int = 1) -> Dataset:
+    """Parse JSONL text; ``first_line``: the file line number of its first line (a streamed chunk
+    of a large file starts further down)."""
     sequences, labels, line_numbers = [], [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=first_line):
         if not line.strip():
             continue
         try:

@@ -26,6 +26,11 @@ def read(raw: bytes, where: str) -> Dataset:
         contents = {key: archive[key] for key in archive.files}
     except Exception as exc:  # numpy raises many types for a corrupt archive
         raise DataError(f"{where}: not a readable NPZ archive ({type(exc).__name__}: {exc})") from None
+    return from_arrays(contents, where)
+
+
+def from_arrays(contents, where: str) -> Dataset:
+    """The dataset in an NPZ archive's arrays (a whole file, or memory-mapped slices of one)."""
     if "X" not in contents:
         raise DataError(f"{where}: NPZ has no array 'X' (found: {', '.join(contents) or 'nothing'})")
     x = contents["X"]

@@ -64,6 +64,12 @@ def read(raw: bytes, where: str, task: str | None) -> Dataset:
         raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DataError(f"{where}: not a readable Parquet file ({first_line(exc)})") from None
+    return from_table(table, where, task)
+
+
+def from_table(table, where: str, task: str | None) -> Dataset:
+    """The dataset in a pyarrow table of either layout (a whole file, or a streamed chunk of one)."""
+    pa, _ = _pyarrow()
     columns = [name for name in table.column_names if not name.startswith("__index_level_")]
     if len(set(columns)) != len(columns):
         repeated = next(name for name in columns if columns.count(name) > 1)

@@ -1,0 +1,186 @@
+"""Files larger than data.memory_limit (issue 22): read a chunk at a time with the same numbers
+as a whole-file read, trained with a seeded two-level shuffle that resumes mid-epoch exactly,
+evaluated and predicted a chunk at a time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bilstm_cli.commands import train as train_command
+from bilstm_cli.data.batches import make_batches
+from bilstm_cli.data.dataset import Dataset
+from bilstm_cli.data.generator import cumulative_sum_task
+from bilstm_cli.data.io import read_dataset, write_dataset
+from bilstm_cli.data.prepare import _standardization, read_files
+from bilstm_cli.data.streamed import StreamedFile, StreamSource, scan, split_chunks
+from bilstm_cli.engine import loop, terms
+from bilstm_cli.errors import DataError
+
+from .test_formats import ragged_dataset
+from .test_reliability import history_rows
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+FORMATS = ["csv", "jsonl", "parquet", "parquet-long", "npz"]
+SUFFIX = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet", "parquet-long": "parquet", "npz": "npz"}
+
+
+def write(dataset: Dataset, path, fmt: str) -> str:
+    """Write ``dataset``; Parquet in row groups of 7 rows, so that chunks (and, in long form,
+    sequences) span row groups."""
+    write_dataset(dataset, str(path), fmt)
+    if fmt.startswith("parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table, path, row_group_size=7)
+    return str(path)
+
+
+def chunks_of(file: StreamedFile) -> list[Dataset]:
+    return [file.read(index) for index in range(len(file.chunks))]
+
+
+def joined(parts: list[Dataset]) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate([getattr(p, name) for p in parts]) for name in ("x", "y", "lengths"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("names", [False, True])
+def test_a_streamed_file_reads_as_the_whole_file_does(tmp_path, fmt, names):
+    data = ragged_dataset(features=2, names=names).subset(np.arange(32) % 4)  # 32 sequences of 1-7 steps
+    data.x += np.random.default_rng(1).normal(size=data.x.shape).astype(np.float32) * data.step_mask()[..., None]
+    data.ids = None if fmt == "npz" else list(range(32))
+    path = write(data, tmp_path / f"d.{SUFFIX[fmt]}", fmt)
+    whole = read_dataset(path)
+    file = scan(path, fmt, memory_limit=64 * 40)  # chunks of ~40 bytes of text: many chunks
+    parts = chunks_of(file)
+    assert len(parts) > 2
+    x, y, lengths = joined(parts)
+    assert np.array_equal(x, whole.x) and np.array_equal(y, whole.y) and np.array_equal(lengths, whole.lengths)
+    assert file.classes == whole.classes and file.task == whole.task and file.timesteps == whole.timesteps
+    assert file.size == whole.size and file.variable_length == whole.variable_length
+    everything = list(range(len(parts)))
+    assert np.array_equal(file.counts_of(everything), np.bincount(whole.valid_labels(), minlength=file.num_classes))
+    mean, variance = file.standardization_of(everything)
+    expected_mean, expected_variance = _standardization(True, whole)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-5)
+    np.testing.assert_allclose(variance, expected_variance, rtol=1e-5)
+
+
+def test_a_label_kind_seen_late_in_the_file_makes_every_chunk_per_step(tmp_path):
+    """Auto task: early sequences repeat one label on every step (they look per-sequence alone),
+    a later one changes label mid-sequence, so the whole file has per-step labels."""
+    lines = ["sequence,step,x,y"]
+    for sequence in range(30):
+        labels = [0, 0, 1] if sequence == 29 else [sequence % 2] * 3
+        lines += [f"{sequence},{step},{0.1 * step},{label}" for step, label in enumerate(labels)]
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n")
+    file = scan(str(path), "csv", memory_limit=64 * 100)
+    assert len(file.chunks) > 2 and file.task == "per-step"
+    assert np.array_equal(joined(chunks_of(file))[1], read_dataset(str(path)).y)
+
+
+def test_streaming_errors_name_the_file_and_line(tmp_path):
+    lines = ["sequence,step,x,y"] + [f"{s},{t},0.5,1" for s in range(40) for t in range(3)]
+    lines[100] = "33,1,oops,1"
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        scan(str(path), "csv", memory_limit=64 * 100)
+    assert "bad.csv, line 101: column 'x' is not a number: 'oops'" in str(info.value)
+
+    np.savez_compressed(tmp_path / "packed.npz", X=np.zeros((4, 3, 1), np.float32), y=np.zeros(4, np.int64))
+    with pytest.raises(DataError, match="compressed, so it cannot be memory-mapped"):
+        scan(str(tmp_path / "packed.npz"), "npz", memory_limit=1000)
+
+
+def test_only_files_over_the_memory_limit_are_streamed(tmp_path):
+    from bilstm_cli.config.schema import DataConfig
+
+    path = write(cumulative_sum_task(200, 10, rng=np.random.default_rng(1)), tmp_path / "d.csv", "csv")
+    assert isinstance(read_files(DataConfig(train_path=path)).train, Dataset)  # default: 1/8 of memory
+    assert isinstance(read_files(DataConfig(train_path=path, memory_limit="100KB")).train, StreamedFile)
+    assert DataConfig(memory_limit="1.5GiB").memory_limit == 3 * 2**29
+
+
+def test_training_batches_are_a_seeded_shuffle_of_every_sequence_once_per_epoch(tmp_path):
+    data = cumulative_sum_task(300, 6, rng=np.random.default_rng(2))
+    data.x[:, 0, 0] = np.arange(300)  # each sequence's first value names it
+    path = write(data, tmp_path / "d.npz", "npz")
+    file = scan(path, "npz", memory_limit=16 * 6 * 4 * 20)  # 20 sequences a chunk
+    training, held_out = split_chunks(file, 0.2, seed=4)
+    assert len(held_out) == 3 and sorted(training + held_out) == list(range(15))
+    source = StreamSource(file, training, batch_size=16, seed=9)
+    epoch = source.batches(0, 1)
+    names = epoch.x[..., 0, 0][epoch.mask[..., 0] > 0]
+    expected = np.concatenate([file.read(i).x[:, 0, 0] for i in training])
+    assert sorted(names) == sorted(expected) and len(set(names)) == 240  # each once
+    assert not np.array_equal(names, np.sort(names))  # shuffled across chunks
+    # any range of steps is the same as that part of the whole epoch, whatever came before
+    for start, stop in ((0, 1), (3, 8), (14, 15)):
+        part = StreamSource(file, training, 16, seed=9).step_batches(0, start, stop)
+        for a, b in zip(part.arrays(), epoch.slice(start, stop).arrays()):
+            assert np.array_equal(a, b)
+    other = StreamSource(file, training, 16, seed=9).batches(1, 2)
+    assert not np.array_equal(other.x, epoch.x)  # a new order every epoch
+    assert np.array_equal(StreamSource(file, training, 16, seed=9).batches(1, 2).x, other.x)
+
+
+class _StopMidEpoch:
+    """StopRequest's stand-in: asks the run to stop at its 3rd check (mid-epoch 2, when an epoch
+    takes several chunks)."""
+
+    def __init__(self, message: str):
+        self.checks = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    @property
+    def requested(self) -> bool:
+        self.checks += 1
+        return self.checks == 3
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "big.csv"
+    write_dataset(cumulative_sum_task(600, 8, rng=np.random.default_rng(5)), str(path), "csv")
+    return path
+
+
+def stream_flags(path) -> list[str]:
+    return [
+        *("--data", path, "--seed", "3", "--units", "4", "--quiet", "--no-tensorboard", "--batch-size", "8"),
+        *("--set", "data.memory_limit=2MB", "--set", "data.validation_split=0.25", "--set", "data.standardize=true"),
+        *("--set", "train.epochs=3", "--set", "train.jit_compile=false", "--set", "train.log_every=1"),
+    ]
+
+
+def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path, cli, monkeypatch):
+    reference = tmp_path / "reference"
+    assert cli("train", *stream_flags(big_csv), "--out", reference).exit_code == 0
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)  # 57 steps an epoch: calls of 7 steps,
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one call a chunk
+    with monkeypatch.context() as patch:
+        patch.setattr(train_command, "StopRequest", _StopMidEpoch)
+        interrupted = cli("train", *stream_flags(big_csv), "--out", run)
+    assert interrupted.exit_code == 130, interrupted.stderr
+    with np.load(run / "checkpoint.npz") as archive:
+        meta = json.loads(archive["meta"].tobytes().decode())
+        assert meta["epoch"] == 0 and 0 < meta["partial_steps"] < 57 and len(archive["partial_epoch"]) == 14
+    resumed = cli("train", "--resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "step 14 of epoch 1" in resumed.stderr
+    assert history_rows(run) == history_rows(reference)
+    with np.load(run / "checkpoint.npz") as a, np.load(reference / "checkpoint.npz") as b:
+        keys = [k for k in a.files if k.startswith("v")]
+        assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
