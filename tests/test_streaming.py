@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bilstm_cli.commands import train as train_command
-from bilstm_cli.data.batches import make_batches
 from bilstm_cli.data.dataset import Dataset
 from bilstm_cli.data.generator import cumulative_sum_task
 from bilstm_cli.data.io import read_dataset, write_dataset
@@ -158,17 +157,20 @@ def big_csv(tmp_path_factory):
 def stream_flags(path) -> list[str]:
     return [
         *("--data", path, "--seed", "3", "--units", "4", "--quiet", "--no-tensorboard", "--batch-size", "8"),
-        *("--set", "data.memory_limit=2MB", "--set", "data.validation_split=0.25", "--set", "data.standardize=true"),
+        *("--set", "data.memory_limit=500KB", "--set", "data.validation_split=0.25", "--set", "data.standardize=true"),
         *("--set", "train.epochs=3", "--set", "train.jit_compile=false", "--set", "train.log_every=1"),
     ]
 
 
 def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path, cli, monkeypatch):
+    from bilstm_cli.config.schema import DataConfig
+
+    assert isinstance(read_files(DataConfig(train_path=str(big_csv), memory_limit="500KB")).train, StreamedFile)
     reference = tmp_path / "reference"
     assert cli("train", *stream_flags(big_csv), "--out", reference).exit_code == 0
 
     run = tmp_path / "run"
-    monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)  # 57 steps an epoch: calls of 7 steps,
+    monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)  # ~57 steps an epoch: calls of 7 steps,
     monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one call a chunk
     with monkeypatch.context() as patch:
         patch.setattr(train_command, "StopRequest", _StopMidEpoch)
@@ -184,3 +186,48 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, t
     with np.load(run / "checkpoint.npz") as a, np.load(reference / "checkpoint.npz") as b:
         keys = [k for k in a.files if k.startswith("v")]
         assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
+
+
+def test_a_worker_that_cannot_read_a_streamed_file_refuses_naming_host_and_path(big_csv, tmp_path):
+    import shutil
+    import socket
+
+    from bilstm_cli.config.schema import DataConfig
+
+    path = shutil.copy(big_csv, tmp_path / "shared.csv")
+    files = read_files(DataConfig(train_path=str(path), memory_limit="500KB"))
+    assert isinstance(files.train, StreamedFile)
+    files.check_readable()  # the driver's own view: fine
+    path.rename(tmp_path / "moved.csv")  # a node without this filesystem
+    with pytest.raises(DataError) as info:
+        files.check_readable()
+    message = str(info.value)
+    assert f"worker on {socket.gethostname()} cannot read {path}" in message
+    assert "filesystem every node shares" in message
+
+
+def test_evaluate_and_predict_stream_a_large_file_with_the_in_memory_numbers(big_csv, tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", *stream_flags(big_csv), "--out", run).exit_code == 0
+    streamed = json.loads(cli("evaluate", run, "--data", big_csv, "--json", "--show", "2").stdout)
+    predicted = cli("predict", run, big_csv).stdout
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("memory_limit: 500000", "memory_limit: 2000000000"))
+    whole = json.loads(cli("evaluate", run, "--data", big_csv, "--json", "--show", "2").stdout)
+    assert streamed["sequences"] == whole["sequences"] == 600 and streamed["examples"] == whole["examples"]
+    assert streamed["confusion_matrix"] == whole["confusion_matrix"]
+    assert streamed["loss"] == pytest.approx(whole["loss"], rel=1e-12)
+    assert predicted == cli("predict", run, big_csv).stdout
+    assert predicted.count("\n") == 1 + 600 * 8 and predicted.count("sequence,step") == 1
+
+
+def test_every_source_makes_any_range_of_steps_as_its_whole_epoch_has_them():
+    from bilstm_cli.config.schema import DataConfig
+    from bilstm_cli.data.batches import DatasetSource, OnlineSource
+
+    data = cumulative_sum_task(50, 5, rng=np.random.default_rng(3))
+    for source in (DatasetSource(data, 8, seed=2), OnlineSource(DataConfig(samples_per_epoch=50), 8, seed=2)):
+        epoch = source.batches(3, 4)
+        for start, stop in ((0, 2), (2, 7), (6, 7)):
+            for a, b in zip(source.step_batches(3, start, stop).arrays(), epoch.slice(start, stop).arrays()):
+                assert np.array_equal(a, b)

@@ -183,7 +183,7 @@ def _search_data(config: Config, folder: Path, seed: int) -> tuple[Config, Datas
     if data.test_path is not None:
         search = with_overrides(config, {"data.test_path": None}, "the search")
         return search, DatasetSpec(name=name, train=data.train_path, val=data.val_path, test=data.test_path)
-    train, held = outputs.held_out_split(folder, data.train_path, config.tune.holdout, seed)
+    train, held = outputs.held_out_split(folder, data.train_path, config.tune.holdout, seed, data.memory_budget)
     search = with_overrides(config, {"data.train_path": train}, "the search")
     return search, DatasetSpec(name=name, train=train, val=data.val_path, test=held)
 

@@ -135,6 +135,8 @@ def job_data(
 
     key = f"{dataset}:{seed}:{settings.data.model_dump_json()}:{settings.train.class_weight}"
     if key not in prepared:
+        if files is not None:
+            files.check_readable()  # a streamed file is read from its path, here too
         prepared[key] = prepare_training_data(settings.data, seed, settings.train.class_weight, files)
     return prepared[key]
 

@@ -6,6 +6,10 @@ The unit of work stays the job (runs that share one compiled program, see
 exists. The driver (this process) hands each record to ``on_result``, which writes it; workers
 write nothing, so the nodes need no shared filesystem. Dataset files go to the object store
 once (``ray.put``); generated data is a function of the seed and is made where it is used.
+The exception: a file larger than ``data.memory_limit`` is streamed, and only what the driver's
+pass over it found travels; every worker reads its chunks from the same path, so such a file
+must be on a filesystem all nodes share (a worker that cannot read it refuses the job, naming
+its host and the path).
 
 Faults:
 

@@ -14,13 +14,10 @@ import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DataError, first_line, os_error
 from ..fileio import atomic
 from .dataset import Dataset
-from .formats import parquet
-from .labels import label_values
+from .formats import csv, parquet
 
 BLOCKWISE_FORMATS = ("csv", "parquet", "parquet-long")  # the formats write_blocks writes
 
@@ -55,27 +52,9 @@ def _write_csv(blocks: Iterable[Dataset], temporary: Path) -> None:
 
 
 def csv_block(dataset: Dataset, first_sequence: int = 0, header: bool = True) -> bytes:
-    """:func:`bilstm_cli.data.formats.csv.encode` of one block: its sequences numbered from
-    ``first_sequence``, with or without the header line.
-
-    The same columns and number format as ``csv.encode`` (which numbers sequences from 0 and
-    always writes the header); tests/test_generate.py checks that the blocks of a dataset make
-    exactly ``csv.encode``'s bytes of the whole.
-    """
-    import pandas as pd
-
-    mask = dataset.step_mask()
-    sequence_index, step_index = np.nonzero(mask)
-    columns: dict[str, np.ndarray] = {"sequence": sequence_index + first_sequence, "step": step_index}
-    features = dataset.x[mask]
-    names = ["x"] if dataset.features == 1 else [f"x{i}" for i in range(dataset.features)]
-    for i, name in enumerate(names):
-        columns[name] = features[:, i]
-    if dataset.y is not None:
-        codes = dataset.y[mask] if dataset.y.ndim == 2 else dataset.y[sequence_index]
-        columns["y"] = label_values(dataset, codes)
-    frame = pd.DataFrame(columns)
-    return frame.to_csv(index=False, header=header, float_format="%.9g", lineterminator="\n").encode()
+    """One block's CSV bytes: its sequences numbered from ``first_sequence``, the header only
+    in the first block (tests/test_generate.py checks the blocks make ``csv.encode`` of the whole)."""
+    return csv.encode(dataset, first_sequence, header)
 
 
 def _write_parquet(blocks: Iterable[Dataset], temporary: Path, layout: str) -> None:
@@ -96,16 +75,8 @@ def _parquet_tables(pa, blocks: Iterable[Dataset], layout: str) -> Iterator:
     """The pyarrow table of each block, as ``parquet.encode`` builds it for the whole dataset."""
     first = 0
     for block in blocks:
-        if layout == "long":
-            table = parquet._long_table(pa, block)
-            if first:  # the long layout numbers sequences: continue from the previous blocks
-                index = table.schema.get_field_index("sequence")
-                numbers = table.column(index).to_numpy() + first
-                table = table.set_column(index, table.schema.field(index), pa.array(numbers))
-        else:
-            table = parquet._rows_table(pa, block)  # no sequence numbers in this layout
+        yield parquet.to_table(block, layout, first_sequence=first)  # long form numbers sequences
         first += block.size
-        yield table
 
 
 def _dictionary_columns(pa, schema) -> list[str]:

@@ -104,6 +104,13 @@ class DataFiles:
     validation: Dataset | StreamedFile | None = None
     test: Dataset | StreamedFile | None = None
 
+    def check_readable(self) -> None:
+        """Refuse clearly where this process cannot read a streamed file (a Ray worker on a
+        node without the driver's filesystem)."""
+        for file in (self.train, self.validation, self.test):
+            if isinstance(file, StreamedFile):
+                file.check_readable()
+
 
 def read_data_file(path: str, task: str | None, memory_limit: int) -> Dataset | StreamedFile:
     """A data file read whole, or scanned for streaming when reading it whole would take more

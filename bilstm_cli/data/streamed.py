@@ -183,7 +183,8 @@ def scan(path: str, fmt: str, memory_limit: int, task: str | None = None, requir
     would decide it: per step if any sequence's steps have different labels).
     """
     share = ARRAY_CHUNK_SHARE if fmt == "npz" else TEXT_CHUNK_SHARE
-    reader = open_reader(path, fmt, memory_limit * share)
+    # readers keep the absolute path: a worker process (Ray's included) may run elsewhere
+    reader = open_reader(os.path.abspath(path), fmt, memory_limit * share)
     while True:
         found = _scan_chunks(path, reader, task)
         if task is None and found["tasks"] == {SEQUENCE, PER_STEP}:
@@ -199,7 +200,7 @@ def scan(path: str, fmt: str, memory_limit: int, task: str | None = None, requir
     file_task = (task or (kinds.pop() if kinds else None)) if labelled else None
     classes, num_classes, counts = _classes(found)
     return StreamedFile(
-        path, fmt, reader, found["chunks"], found["sizes"], found["features"], found["timesteps"],
+        os.path.abspath(path), fmt, reader, found["chunks"], found["sizes"], found["features"], found["timesteps"],
         found["variable_length"], file_task, classes, num_classes, counts, found["moments"], os.path.getsize(path),
     )  # fmt: skip
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..data.block_writer import write_blocks
 from ..data.io import read_dataset, write_dataset
 from ..data.prepare import stratified_split
+from ..data.streamed import open_large_file, split_chunks
 from ..fileio.files import write_csv
 
 TRIALS_CSV = "trials.csv"
@@ -54,16 +56,29 @@ def write_trials(folder: Path, study) -> None:
     write_csv(folder / TRIALS_CSV, columns, [tuple(row[c] for c in columns) for row in rows])
 
 
-def held_out_split(folder: Path, train_path: str, fraction: float, seed: int) -> tuple[str, str]:
+def held_out_split(folder: Path, train_path: str, fraction: float, seed: int, memory_limit: int) -> tuple[str, str]:
     """Split a training file (no test file given) into the search's part and a held-out part,
-    once, before the search starts; later calls (resume) find the files written."""
+    once, before the search starts; later calls (resume) find the files written.
+
+    A file larger than ``memory_limit`` is split by whole chunks (see ``split_chunks``), copied
+    a chunk at a time into two Parquet files."""
     target = folder / HOLDOUT
-    search, held = target / SEARCH_TRAIN, target / HELD_OUT
-    if not (search.exists() and held.exists()):
-        target.mkdir(exist_ok=True)
+    for suffix in (".npz", ".parquet"):
+        search, held = (target / SEARCH_TRAIN).with_suffix(suffix), (target / HELD_OUT).with_suffix(suffix)
+        if search.exists() and held.exists():
+            return str(search), str(held)
+    target.mkdir(exist_ok=True)
+    streamed = open_large_file(train_path, None, memory_limit)
+    if streamed is None:
+        search, held = target / SEARCH_TRAIN, target / HELD_OUT
         kept, held_out = stratified_split(read_dataset(train_path), fraction, seed)
         write_dataset(held_out, str(held))
         write_dataset(kept, str(search))
+        return str(search), str(held)
+    search, held = (target / SEARCH_TRAIN).with_suffix(".parquet"), (target / HELD_OUT).with_suffix(".parquet")
+    kept, held_out = split_chunks(streamed, fraction, seed)
+    write_blocks((streamed.read(index) for index in held_out), str(held), "parquet")
+    write_blocks((streamed.read(index) for index in kept), str(search), "parquet")
     return str(search), str(held)
 
 

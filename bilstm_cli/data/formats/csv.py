@@ -198,12 +198,14 @@ def _sequence_labels(
     return per_sequence
 
 
-def encode(dataset: Dataset) -> bytes:
+def encode(dataset: Dataset, first_sequence: int = 0, header: bool = True) -> bytes:
+    """The CSV bytes of ``dataset``, its sequences numbered from ``first_sequence`` (a block of a
+    larger file: see :mod:`bilstm_cli.data.block_writer`), with or without the header line."""
     import pandas as pd
 
     mask = dataset.step_mask()
     sequence_index, step_index = np.nonzero(mask)
-    columns: dict[str, np.ndarray] = {"sequence": sequence_index, "step": step_index}
+    columns: dict[str, np.ndarray] = {"sequence": sequence_index + first_sequence, "step": step_index}
     features = dataset.x[mask]
     names = ["x"] if dataset.features == 1 else [f"x{i}" for i in range(dataset.features)]
     for i, name in enumerate(names):
@@ -212,4 +214,4 @@ def encode(dataset: Dataset) -> bytes:
         codes = dataset.y[mask] if dataset.y.ndim == 2 else dataset.y[sequence_index]
         columns["y"] = label_values(dataset, codes)
     # %.9g round-trips float32 exactly
-    return pd.DataFrame(columns).to_csv(index=False, float_format="%.9g", lineterminator="\n").encode()
+    return pd.DataFrame(columns).to_csv(index=False, header=header, float_format="%.9g", lineterminator="\n").encode()

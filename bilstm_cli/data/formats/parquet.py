@@ -333,10 +333,17 @@ def _position_in_sequence(codes: np.ndarray, count: int) -> np.ndarray:
 def encode(dataset: Dataset, layout: str = "rows") -> bytes:
     """The Parquet bytes of ``dataset``: one row per sequence (``rows``) or per step (``long``)."""
     pa, pq = _pyarrow()
-    table = _long_table(pa, dataset) if layout == "long" else _rows_table(pa, dataset)
+    table = to_table(dataset, layout)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
+
+
+def to_table(dataset: Dataset, layout: str = "rows", first_sequence: int = 0):
+    """The pyarrow table of ``dataset`` in a layout; long form numbers sequences from
+    ``first_sequence`` (a block of a larger file: see :mod:`bilstm_cli.data.block_writer`)."""
+    pa, _ = _pyarrow()
+    return _long_table(pa, dataset, first_sequence) if layout == "long" else _rows_table(pa, dataset)
 
 
 def _label_array(pa, dataset: Dataset, codes: np.ndarray):
@@ -366,10 +373,13 @@ def _rows_table(pa, dataset: Dataset):
     return pa.table(columns)
 
 
-def _long_table(pa, dataset: Dataset):
+def _long_table(pa, dataset: Dataset, first_sequence: int = 0):
     mask = dataset.step_mask()
     sequence_index, step_index = np.nonzero(mask)
-    columns = {"sequence": pa.array(sequence_index.astype(np.int64)), "step": pa.array(step_index.astype(np.int64))}
+    columns = {
+        "sequence": pa.array(sequence_index.astype(np.int64) + first_sequence),
+        "step": pa.array(step_index.astype(np.int64)),
+    }
     features = dataset.x[mask]
     names = ["x"] if dataset.features == 1 else [f"x{i}" for i in range(dataset.features)]
     for i, name in enumerate(names):
