@@ -40,6 +40,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1000, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--copies", type=int, default=1, help="engine: runs trained together as one program")
+    parser.add_argument("--xla", default="auto", choices=["auto", "on", "off"], help="engine on TensorFlow")
     return parser.parse_args()
 
 
@@ -75,7 +76,10 @@ def engine(args) -> dict:
     spec = ModelSpec(args.features, 2, args.task)
     settings = ModelSettings(units=args.units)
     trunk = Trunk("lstm", args.units, 1, args.features, 2, args.task)
-    xla = module.use_xla("auto", device.kind, args.batch, args.timesteps, trunk)
+    setting = {"auto": "auto", "on": True, "off": False}[args.xla]
+    xla = module.OFFER.always_xla or module.use_xla(
+        setting, device.kind, args.batch, args.timesteps, trunk, args.copies
+    )
     network = Network(
         trunk, [Segment("bilstm", None, settings.merge, args.copies)], module.time_loop(args.timesteps, xla)
     )

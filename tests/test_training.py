@@ -216,6 +216,11 @@ def test_xla_is_a_choice_and_on_by_default_only_for_long_loops_without_sequence_
     per_step, stacked = Trunk("lstm", 20, 1, 1, 2, "per-step"), Trunk("lstm", 20, 2, 1, 2, "sequence")
     assert use_xla("auto", "cpu", 64, 100, final_states)  # a while loop without outputs to collect
     assert not use_xla("auto", "cpu", 1, 10, final_states)  # unrolled: a plain graph is faster
+    # ... except for one run long enough to earn back the compile (a large file's epoch)
+    assert use_xla("auto", "cpu", 32, 10, per_step, copies=1, total_steps=25_000)
+    assert not use_xla("auto", "cpu", 32, 10, per_step, copies=20, total_steps=25_000)  # the card's programs
+    assert not use_xla("auto", "cpu", 32, 10, per_step, copies=1, total_steps=1000)  # the tutorial's 1000 steps
+    assert not use_xla("auto", "cpu", 64, 1000, per_step, copies=1, total_steps=25_000)  # a while loop collecting
     assert not use_xla("auto", "cpu", 64, 100, per_step) and not use_xla("auto", "cpu", 64, 100, stacked)
     assert use_xla(True, "cpu", 64, 1000, per_step) and not use_xla(False, "cpu", 64, 100, final_states)
 

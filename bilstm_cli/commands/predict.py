@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from collections.abc import Iterator
@@ -93,17 +92,16 @@ def _predictions(loaded, dataset, output_format: str, header: bool, whole_batche
 
 
 def _csv(ids, sequence_index, step_index, classes, flat, names, binary, header: bool = True) -> str:
-    import csv
+    import pandas as pd  # its C writer: ~5x Python's csv module (100M rows for 10M sequences)
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    columns = {"sequence": np.asarray(ids, dtype=object)[sequence_index]}
+    if step_index is not None:
+        columns["step"] = step_index
+    columns["class"] = classes
     probability_columns = ["probability"] if binary else [f"p_{name}" for name in names]
-    if header:
-        writer.writerow(["sequence", *(["step"] if step_index is not None else []), "class", *probability_columns])
-    for row in range(len(sequence_index)):
-        steps = [int(step_index[row])] if step_index is not None else []
-        writer.writerow([ids[sequence_index[row]], *steps, classes[row], *(f"{p:.6f}" for p in flat[row])])
-    return buffer.getvalue()
+    for column, name in enumerate(probability_columns):
+        columns[name] = flat[:, column]
+    return pd.DataFrame(columns).to_csv(index=False, header=header, float_format="%.6f", lineterminator="\n")
 
 
 def _jsonl(ids, sequence_index, classes, flat, names, binary, per_step) -> str:

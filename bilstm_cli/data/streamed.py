@@ -35,11 +35,15 @@ WINDOW_CHUNKS = 4  # chunks shuffled together; a window's decoded arrays stay wi
 # and the window, the batches in flight and the parse of the next chunk share the budget.
 TEXT_CHUNK_SHARE = 1 / 64
 ARRAY_CHUNK_SHARE = 1 / 16  # NPZ: decoded bytes of a chunk
+# ... and at most this much: a window of large chunks is read (parsed) while training waits
+# for it (a 229 MB CSV with the 3 GB default limit: 49 MB chunks made its epoch 12 s slower)
+CHUNK_MAX_BYTES = {"text": 8 * 2**20, "arrays": 32 * 2**20}
 EVALUATION_STEPS = 16  # batches per evaluation call on streamed data (one compiled shape)
 
-# Peak bytes a whole-file read holds per byte of the file (measured: a 229 MB CSV read to
-# 2.5 GB), or per decoded byte (Parquet: pyarrow's table, the Python lists, the arrays; NPZ).
-IN_MEMORY_FACTOR = {"csv": 11.0, "jsonl": 11.0, "parquet": 4.0, "parquet-long": 4.0, "npz": 2.0}
+# Peak bytes a whole-file read holds per byte of the file (CSV, JSONL), or per decoded byte
+# (Parquet: pyarrow's table, the Python lists, the arrays; NPZ). Measured: a 229 MB CSV of 1M
+# sequences read with a 3.07 GB peak; a Parquet file of 10M (448 MB decoded) with 10.1 GB.
+IN_MEMORY_FACTOR = {"csv": 14.0, "jsonl": 14.0, "parquet": 23.0, "parquet-long": 23.0, "npz": 2.0}
 
 
 def in_memory_bytes(path: str, fmt: str) -> int:
@@ -182,9 +186,10 @@ def scan(path: str, fmt: str, memory_limit: int, task: str | None = None, requir
     ``task``: the label kind the caller needs (None: what the file holds, as a whole-file read
     would decide it: per step if any sequence's steps have different labels).
     """
-    share = ARRAY_CHUNK_SHARE if fmt == "npz" else TEXT_CHUNK_SHARE
+    share, kind = (ARRAY_CHUNK_SHARE, "arrays") if fmt == "npz" else (TEXT_CHUNK_SHARE, "text")
+    chunk_bytes = min(memory_limit * share, CHUNK_MAX_BYTES[kind])
     # readers keep the absolute path: a worker process (Ray's included) may run elsewhere
-    reader = open_reader(os.path.abspath(path), fmt, memory_limit * share)
+    reader = open_reader(os.path.abspath(path), fmt, chunk_bytes)
     while True:
         found = _scan_chunks(path, reader, task)
         if task is None and found["tasks"] == {SEQUENCE, PER_STEP}:

@@ -426,9 +426,8 @@ class _Prefetch:
         if self._next is not None and self._next[0] == key:
             batches = self._next[1].result()
         else:
-            if self._next is not None:
-                self._next[1].cancel()
-                self._next[1].exception()  # wait: a source is read by one thread at a time
+            if self._next is not None and not self._next[1].cancel():
+                self._next[1].exception()  # let it finish: a source is read by one thread at a time
             batches = self._make(key)
         self._next = None
         if following is not None:

@@ -92,7 +92,13 @@ class TrainingSession:
             raise UsageError(f"the {self.offer.name} backend cannot split one run over several devices")
         trunk = _trunk(config, data, self.masked)
         self.jit_compile = self.offer.always_xla or module.use_xla(
-            config.train.jit_compile, device.kind, per_device, source.timesteps, trunk
+            config.train.jit_compile,
+            device.kind,
+            per_device,
+            source.timesteps,
+            trunk,
+            copies=len(configs),
+            total_steps=config.train.epochs * source.steps_per_epoch,
         )
         scan = module.time_loop(source.timesteps, self.jit_compile)
         self.network = Network(trunk, _segments(configs), scan)

@@ -23,10 +23,19 @@ tf = backend.tensorflow()
 OFFER = BackendOffer(name="tensorflow", always_xla=False, data_parallel=True, persistent_cache=True)
 
 
-def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: int, trunk: Trunk) -> bool:
-    """Whether to XLA-compile the training loop: the setting if explicit; ``auto``: only for a
-    time loop longer than :data:`MAX_UNROLLED_STEPS` (a ``while`` loop) whose layers return only
-    their final states.
+def use_xla(
+    setting: bool | str,
+    device_kind: str,
+    batch_size: int,
+    timesteps: int,
+    trunk: Trunk,
+    copies: int = 1,
+    total_steps: int = 0,
+) -> bool:
+    """Whether to XLA-compile the training loop: the setting if explicit; ``auto``: for a time
+    loop longer than :data:`MAX_UNROLLED_STEPS` (a ``while`` loop) whose layers return only
+    their final states, and for an unrolled loop of a single run (one copy) of at least
+    :data:`XLA_MIN_STEPS` training steps in all (``total_steps``).
 
     Measured on a 2-core CPU (``benchmarks/step.py engine``, ms per step, plain graph vs XLA):
     per-sequence labels, batch 64, T=100, 8 features, 64 units: 21.7 vs 11.9; T=1000, 20 units:
@@ -34,11 +43,19 @@ def use_xla(setting: bool | str, device_kind: str, batch_size: int, timesteps: i
     (per-step labels, inner layers) XLA's gain fades and turns into a loss (T=100: 33 vs 27,
     T=300: 49 vs 46, T=1000: 204 vs 880). Unrolled loops (T <= 32) of stacked copies run 2x
     slower under XLA (the card's program: 6.5 vs 13.2) and compile 2-4 s longer, which a single
-    batch-1 run does not earn back (1.16 vs 0.11 ms per step, but 1000 steps).
+    batch-1 run does not earn back (1.16 vs 0.11 ms per step, but 1000 steps). One copy alone
+    (batch 32, T=10, unrolled) runs 2-4x faster under XLA: 2.97 vs 0.79 ms with 64 units, 1.44 vs
+    0.80 with 20 (4 copies of 20 units: 2.19 vs 2.62): the ~3 s compile is earned back within
+    ~1500 steps at 64 units, ~4500 at 20 (a 1M-sequence file's epoch: 53 s -> 19 s).
     """
     if setting != "auto":
         return bool(setting)
-    return timesteps > MAX_UNROLLED_STEPS and not trunk.collects_sequences
+    if timesteps > MAX_UNROLLED_STEPS and not trunk.collects_sequences:
+        return True
+    return timesteps <= MAX_UNROLLED_STEPS and copies == 1 and total_steps >= XLA_MIN_STEPS
+
+
+XLA_MIN_STEPS = 2000  # a single run this long earns back XLA's compile (see use_xla)
 
 
 # Time loops up to this length are unrolled: a TensorFlow graph then runs each step's few ops
