@@ -301,6 +301,36 @@ def test_a_killed_worker_costs_at_most_its_run(ray_cluster, reference, tmp_path)
     assert {record["worker"]["versions"]["backend"] for record in records} == {"tensorflow"}
 
 
+@NEEDS_RAY
+@TF_ONLY
+def test_ray_workers_read_a_streamed_file_from_its_path_with_the_local_numbers(ray_cluster, tmp_path):
+    """Issue 22: a file over data.memory_limit is not shipped through the object store; every
+    worker reads its chunks from the path (here, the one filesystem of this machine)."""
+    import numpy as np
+
+    from bilstm_cli.config.schema import DataConfig
+    from bilstm_cli.data.generator import cumulative_sum_task
+    from bilstm_cli.data.io import write_dataset
+    from bilstm_cli.data.prepare import read_files
+    from bilstm_cli.data.streamed import StreamedFile
+
+    data = tmp_path / "big.csv"
+    write_dataset(cumulative_sum_task(600, 8, rng=np.random.default_rng(5)), str(data), "csv")
+    limit = ("--set", "data.memory_limit=500KB", "--set", "data.validation_split=0.25")
+    assert isinstance(read_files(DataConfig(train_path=str(data), memory_limit="500KB")).train, StreamedFile)
+    settings = ["--data", data, "--modes", "sum,concat", "--repeats", "2", *limit]
+    settings += tiny_flags(epochs=3, samples_per_epoch=None, batch_size=16, validation_size=None, log_every=1, seed=4)
+    local = run_bilstm("compare", *settings, "--out", tmp_path / "local", "--quiet")
+    assert local.returncode == 0, local.stderr.decode()
+    remote = run_bilstm(
+        "compare", *settings, "--executor", "ray", "--address", ray_cluster, "--out", tmp_path / "ray", "--quiet",
+        env=LOOPBACK_CLUSTER, timeout=300,
+    )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr.decode()
+    records = comparable_records(tmp_path / "ray")
+    assert len(records) == 4 and records == comparable_records(tmp_path / "local")
+
+
 # The driver is made to expect another numpy than its workers have: the workers, their hello
 # and the check are the real ones, and no test hook is needed in the worker.
 EXPECT_OTHER_NUMPY = (
