@@ -55,8 +55,12 @@ def read(text: str, where: str, task: str | None, first_line: int = 2) -> Datase
     for column in ["step", *x_columns]:
         raw = frame[column]
         values = pd.to_numeric(raw, errors="coerce")
-        is_nan = raw.astype(str).str.strip().str.lower().str.lstrip("+-") == "nan"  # NaN, a number to judge below
-        bad = raw.isna() | (values.isna() & ~is_nan)
+        # only a column with missing values needs a closer look (its text: ~1.5 s per 10M rows)
+        if values.isna().any():
+            is_nan = raw.astype(str).str.strip().str.lower().str.lstrip("+-") == "nan"  # NaN, judged below
+            bad = raw.isna() | (values.isna() & ~is_nan)
+        else:
+            bad = values.isna()  # all False
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             shown = raw.iloc[row]
@@ -83,17 +87,20 @@ def read(text: str, where: str, task: str | None, first_line: int = 2) -> Datase
     if frame["sequence"].isna().any():
         row = int(np.argmax(frame["sequence"].isna().to_numpy()))
         raise DataError(f"{where}, line {row + first_line}: column 'sequence' is empty")
-    sequence_ids = frame["sequence"].astype(str).str.strip().to_numpy()
+    sequence_column = frame["sequence"]
+    if pd.api.types.is_integer_dtype(sequence_column.dtype):  # numbered: no text to make (~1.5 s per 10M rows)
+        sequence_ids = sequence_column.to_numpy()
+    else:
+        sequence_ids = sequence_column.astype(str).str.strip().to_numpy()
     codes, first_rows = _codes_in_order(sequence_ids)
     expected_step = pd.Series(codes).groupby(codes).cumcount().to_numpy()
     wrong = steps.astype(np.int64) != expected_step
     if wrong.any():
         row = int(np.argmax(wrong))
-        seen = frame.iloc[:row]
-        duplicated = ((seen["sequence"].astype(str) == sequence_ids[row]) & (numeric["step"][:row] == steps[row])).any()
+        duplicated = ((sequence_ids[:row] == sequence_ids[row]) & (numeric["step"][:row] == steps[row])).any()
         problem = "is duplicated" if duplicated else f"is out of order (expected step {expected_step[row]})"
         raise DataError(
-            f"{where}, line {row + first_line}: sequence {sequence_ids[row]!r} step {int(steps[row])} {problem}",
+            f"{where}, line {row + first_line}: sequence {str(sequence_ids[row])!r} step {int(steps[row])} {problem}",
             "each sequence's steps must run 0, 1, 2, ... in file order",
         )
 
@@ -103,8 +110,11 @@ def read(text: str, where: str, task: str | None, first_line: int = 2) -> Datase
     x[codes, expected_step] = x_values
     y, classes = None, None
     if "y" in columns:
-        words = frame["y"].astype(str).str.strip()
-        missing = (frame["y"].isna() | words.str.lower().isin(MISSING_WORDS)).to_numpy()
+        if pd.api.types.is_integer_dtype(frame["y"].dtype):  # class numbers: nothing can be missing
+            missing = np.zeros(len(frame), bool)
+        else:
+            words = frame["y"].astype(str).str.strip()
+            missing = (frame["y"].isna() | words.str.lower().isin(MISSING_WORDS)).to_numpy()
         if missing.any():
             row = int(np.argmax(missing))
             problem = "is empty" if pd.isna(frame["y"].iloc[row]) else f"holds a missing value ({words.iloc[row]!r})"
@@ -192,7 +202,7 @@ def _sequence_labels(
     if differs.any():
         row = int(np.argmax(differs))
         raise DataError(
-            f"{where}, line {row + first_line}: sequence {ids[row]!r} has different labels on different steps",
+            f"{where}, line {row + first_line}: sequence {str(ids[row])!r} has different labels on different steps",
             "this looks like a per-step label file; use data.task: per-step, or one label per sequence",
         )
     return per_sequence
