@@ -231,3 +231,17 @@ def test_every_source_makes_any_range_of_steps_as_its_whole_epoch_has_them():
         for start, stop in ((0, 2), (2, 7), (6, 7)):
             for a, b in zip(source.step_batches(3, start, stop).arrays(), epoch.slice(start, stop).arrays()):
                 assert np.array_equal(a, b)
+
+
+def test_a_small_training_file_validates_on_a_streamed_validation_file(big_csv, tmp_path, cli):
+    from bilstm_cli.config.schema import DataConfig
+
+    small = write(cumulative_sum_task(40, 8, rng=np.random.default_rng(6)), tmp_path / "small.csv", "csv")
+    files = read_files(DataConfig(train_path=small, val_path=str(big_csv), memory_limit="300KB"))
+    assert isinstance(files.train, Dataset) and isinstance(files.validation, StreamedFile)
+    flags = ["--data", small, "--val-data", big_csv, "--seed", "3", "--units", "4", "--quiet", "--no-tensorboard"]
+    flags += ["--set", "data.memory_limit=300KB", "--set", "train.epochs=2", "--set", "train.log_every=1"]
+    result = cli("train", *flags, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final"]["validation_sequences"] == 600 and metrics["final"]["val_loss"] > 0

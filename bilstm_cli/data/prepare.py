@@ -195,10 +195,8 @@ def prepare_training_data(
     if validation is None and data.validation_split > 0:
         train, validation = stratified_split(train, data.validation_split, seed)
     num_classes = train.num_classes
-    if validation is not None:
-        validation = align_labels(validation, train.classes, num_classes, data.val_path or data.train_path)
-    if test is not None:
-        test = align_labels(test, train.classes, num_classes, data.test_path)
+    validation = _aligned(validation, train.classes, num_classes, train.timesteps, data.val_path or data.train_path)
+    test = _aligned(test, train.classes, num_classes, train.timesteps, data.test_path)
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
     weights = _class_weights(class_weight, train, num_classes, train.classes)
     standardization = _standardization(data.standardize, train)
@@ -222,7 +220,8 @@ def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeig
         )
     num_classes, timesteps = train.num_classes, train.timesteps
     validation, test = (
-        _aligned(dataset, train, path) for dataset, path in ((validation, data.val_path), (files.test, data.test_path))
+        _aligned(dataset, train.classes, num_classes, timesteps, path)
+        for dataset, path in ((validation, data.val_path), (files.test, data.test_path))
     )
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
     weights = None
@@ -238,13 +237,13 @@ def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeig
     )
 
 
-def _aligned(dataset, train: StreamedFile, path: str | None):
-    """A validation or test set in the streamed training file's label codes."""
+def _aligned(dataset, classes: list[str] | None, num_classes: int, timesteps: int, path: str | None):
+    """A validation or test set (read whole, or streamed) in the training data's label codes."""
     if dataset is None or isinstance(dataset, StreamedBatches):
         return dataset
     if isinstance(dataset, StreamedFile):
-        return StreamedBatches(dataset.align_to(train.classes, train.num_classes, train.timesteps))
-    return align_labels(dataset, train.classes, train.num_classes, path)
+        return StreamedBatches(dataset.align_to(classes, num_classes, timesteps))
+    return align_labels(dataset, classes, num_classes, path)
 
 
 def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
