@@ -245,3 +245,40 @@ def test_a_small_training_file_validates_on_a_streamed_validation_file(big_csv, 
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["final"]["validation_sequences"] == 600 and metrics["final"]["val_loss"] > 0
+
+
+class _StopMidRefitEpoch(_StopMidEpoch):
+    """Stops the second phase (the refit) at its 3rd check, mid-epoch; the first runs through."""
+
+    phases = 0
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        type(self).phases += 1
+
+    @property
+    def requested(self) -> bool:
+        self.checks += 1
+        return type(self).phases == 2 and self.checks == 3
+
+
+def test_a_refit_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path, cli, monkeypatch):
+    refit = ["--set", "train.refit.enabled=true", "--set", "train.refit.min_epochs=2"]
+    refit += ["--set", "train.early_stopping.patience=1", "--set", "train.early_stopping.start_from=1"]
+    monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)
+    reference = tmp_path / "reference"
+    assert cli("train", *stream_flags(big_csv), *refit, "--out", reference).exit_code == 0
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(train_command, "StopRequest", _StopMidRefitEpoch)
+        interrupted = cli("train", *stream_flags(big_csv), *refit, "--out", run)
+    assert interrupted.exit_code == 130 and "of the refit" in interrupted.stderr, interrupted.stderr
+    with np.load(run / "checkpoint.npz") as archive:
+        meta = json.loads(archive["meta"].tobytes().decode())
+        assert meta["phase"] == "refit" and meta["epoch"] == 0 and meta["partial_steps"] == 14
+    resumed = cli("train", "--resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    with np.load(run / "checkpoint.npz") as a, np.load(reference / "checkpoint.npz") as b:
+        keys = [k for k in a.files if k.startswith("v")]
+        assert keys and all(np.array_equal(a[k], b[k]) for k in keys)

@@ -117,8 +117,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         start_epoch = int(checkpoint_meta["epoch"])
         progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
         progress.plateau = PlateauState.from_meta(checkpoint_meta.get("plateau"))
-        partial = load_partial_epoch(run_dir) if checkpoint_meta.get("partial_steps") else None
-        progress.partial = [partial] if partial is not None else []
+        partial = _restore_partial_epoch(progress, run_dir, checkpoint_meta)
         if finishing:
             # the finished checkpoint holds the final weights (early stopping's best already restored)
             reporter.message(f"{run_dir} finished at epoch {start_epoch}; writing its missing model and metrics")
@@ -126,7 +125,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
             elapsed = progress.history.elapsed[-1] if progress.history.elapsed else 0.0
             result = FitResult(progress.history, start_epoch, stopped, progress.stopping.best_epoch, elapsed)
             return _save_outputs(run_dir, session, result, compile_seconds, started)
-        within = f" (step {len(partial)} of epoch {start_epoch + 1})" if partial is not None else ""
+        within = f" (step {partial} of epoch {start_epoch + 1})" if partial else ""
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}{within}")
     refits = refit_applies(config)
     result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
@@ -149,6 +148,13 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         "train_seconds": result.train_seconds,
     }
     return run.refit(summary, None)
+
+
+def _restore_partial_epoch(progress: CopyProgress, run_dir: Path, meta: dict) -> int:
+    """The steps of the epoch a checkpoint stopped part-way through (0: none) into ``progress``."""
+    partial = load_partial_epoch(run_dir) if meta.get("partial_steps") else None
+    progress.partial = [partial] if partial is not None else []
+    return 0 if partial is None else len(partial)
 
 
 REFIT = "refit"  # checkpoint meta "phase" of a run's refit
@@ -257,6 +263,7 @@ class _Run:
             session.engine.load_state(state)
             progress.history = History.from_dict(meta["history"])
             start_epoch = int(meta["epoch"])
+            _restore_partial_epoch(progress, self.run_dir, meta)
         if hasattr(reporter, "set_total"):
             reporter.set_total(config.train.epochs)
         reporter.message(
