@@ -282,3 +282,17 @@ def test_a_refit_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path
     with np.load(run / "checkpoint.npz") as a, np.load(reference / "checkpoint.npz") as b:
         keys = [k for k in a.files if k.startswith("v")]
         assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
+
+
+def test_a_stdin_run_is_not_checked_against_a_file_it_would_stream(big_csv, tmp_path):
+    from .conftest import assert_clean_error, run_bilstm
+
+    small = write(cumulative_sum_task(40, 8, rng=np.random.default_rng(6)), tmp_path / "small.csv", "csv")
+    data = open(small, "rb").read()
+    first = run_bilstm("train", "--data", "-", "--seed", "1", "--epochs", "1", "--out", tmp_path / "r", input=data)
+    assert first.returncode == 0, first.stderr.decode()
+    again = run_bilstm(
+        "train", "--config", tmp_path / "r" / "config.yaml", "--data", big_csv, "--set", "data.memory_limit=300KB",
+        "--out", tmp_path / "r2",
+    )  # fmt: skip
+    assert_clean_error(again, 2, "larger than data.memory_limit", "standard input", "raise data.memory_limit")

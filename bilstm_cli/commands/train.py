@@ -13,6 +13,7 @@ from .. import backend
 from ..config.refit import refit_applies, refit_config, refit_epochs
 from ..config.schema import Config
 from ..data import stdin_data
+from ..data.dataset import Dataset
 from ..data.formats import STDIN, source_label
 from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
@@ -86,6 +87,12 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
     # bad data fails here, before anything is written
     stdin_data.require_data(config.data, resume)
     files = read_files(config.data)
+    if files is not None and _pinned(config) and not isinstance(files.train, Dataset):
+        raise UsageError(
+            f"{config.data.train_path} is larger than data.memory_limit, so it would be streamed, but this "
+            "run's data came from standard input and must be checked whole against its fingerprint",
+            "raise data.memory_limit (e.g. --set data.memory_limit=16GB) to read it whole",
+        )
     found = stdin_data.fingerprint(files.train) if files is not None and _pinned(config) else None
     if found is not None:
         stdin_data.check_same_data(config.data.stdin, found, source_label(config.data.train_path))
