@@ -5,6 +5,7 @@ evaluated and predicted a chunk at a time."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_training_batches_are_a_seeded_shuffle_of_every_sequence_once_per_epoch(
     data.x[:, 0, 0] = np.arange(300)  # each sequence's first value names it
     path = write(data, tmp_path / "d.npz", "npz")
     file = scan(path, "npz", memory_limit=16 * 6 * 4 * 20)  # 20 sequences a chunk
-    training, held_out = split_chunks(file, 0.2, seed=4)
+    training, held_out = split_chunks(file, 0.2, 4, "data.validation_split")
     assert len(held_out) == 3 and sorted(training + held_out) == list(range(15))
     source = StreamSource(file, training, batch_size=16, seed=9)
     epoch = source.batches(0, 1)
@@ -288,7 +289,7 @@ def test_a_stdin_run_is_not_checked_against_a_file_it_would_stream(big_csv, tmp_
     from .conftest import assert_clean_error, run_bilstm
 
     small = write(cumulative_sum_task(40, 8, rng=np.random.default_rng(6)), tmp_path / "small.csv", "csv")
-    data = open(small, "rb").read()
+    data = Path(small).read_bytes()
     first = run_bilstm("train", "--data", "-", "--seed", "1", "--epochs", "1", "--out", tmp_path / "r", input=data)
     assert first.returncode == 0, first.stderr.decode()
     again = run_bilstm(
@@ -296,3 +297,21 @@ def test_a_stdin_run_is_not_checked_against_a_file_it_would_stream(big_csv, tmp_
         "--out", tmp_path / "r2",
     )  # fmt: skip
     assert_clean_error(again, 2, "larger than data.memory_limit", "standard input", "raise data.memory_limit")
+
+
+def test_a_streamed_file_with_the_wrong_labels_is_refused_before_training(tmp_path):
+    """Per-step labels where one per sequence is needed, and a validation label training never
+    saw: refused by the pass over the file, as a whole-file read refuses them."""
+    per_step = write(cumulative_sum_task(60, 5, rng=np.random.default_rng(1)), tmp_path / "steps.jsonl", "jsonl")
+    with pytest.raises(DataError, match="labels are given per step, but the model predicts one label per sequence"):
+        scan(per_step, "jsonl", memory_limit=64 * 300, task="sequence")
+
+    validation = ragged_dataset(names=True).subset(np.arange(40) % 4)  # classes cat, dog, emu
+    validation.ids = list(range(40))
+    path = write(validation, tmp_path / "val.csv", "csv")
+    file = scan(path, "csv", memory_limit=64 * 200)
+    assert len(file.chunks) > 1 and file.classes == ["cat", "dog", "emu"]
+    with pytest.raises(DataError, match="label 'emu' was never seen in training"):
+        file.align_to(["cat", "dog"], 2, file.timesteps, path)
+    known = ["ant", "cat", "dog", "emu"]
+    assert file.align_to(known, 4, file.timesteps, path).read(0).classes == known

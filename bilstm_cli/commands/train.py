@@ -193,8 +193,11 @@ class _Run:
 
         def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
             state = session.engine.state()
+            partial = progress.partial_results() if epoch == progress.epochs_run else None
             if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
                 # never replace the last good checkpoint with broken weights
+                if partial is not None and len(partial):  # part-way through epoch + 1: it broke them
+                    raise NonFiniteLoss(epoch + 1, current_history)
                 raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
             meta = {
                 "epoch": epoch,
@@ -205,7 +208,6 @@ class _Run:
                 "plateau": progress.plateau.to_meta(),
                 **meta_extra,
             }
-            partial = progress.partial_results() if epoch == progress.epochs_run else None
             if partial is not None and len(partial):
                 meta["partial_steps"] = len(partial)
             save_checkpoint(run_dir, state, meta, stopping.best_state, partial)

@@ -185,8 +185,13 @@ class DatasetSource:
 
 def balanced_class_weights(dataset: Dataset, num_classes: int) -> np.ndarray:
     """Weights ``n / (C * count_c)``, as scikit-learn's 'balanced'; unseen classes get 1."""
-    counts = np.bincount(dataset.valid_labels(), minlength=num_classes).astype(np.float64)
-    weights = np.ones(num_classes)
+    return balanced_weights(np.bincount(dataset.valid_labels(), minlength=num_classes))
+
+
+def balanced_weights(counts: np.ndarray) -> np.ndarray:
+    """:func:`balanced_class_weights` from label counts by class code (a streamed file's)."""
+    counts = np.asarray(counts, np.float64)
+    weights = np.ones(len(counts))
     seen = counts > 0
     weights[seen] = counts.sum() / (seen.sum() * counts[seen])
     return weights.astype(np.float32)

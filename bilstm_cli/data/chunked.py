@@ -17,6 +17,7 @@ Other formats (``.ts``, UCR, ARFF) are read whole.
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,9 +175,14 @@ class ParquetChunks:
     def __init__(self, path: str):
         self.path = path
         self._file = None
+        self._lock = threading.Lock()  # one reader, shared by training's prefetch and validation
 
     def __getstate__(self):  # an open file does not travel to a worker process: it reopens
         return {"path": self.path, "_file": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _open(self):
         if self._file is None:
@@ -219,10 +225,11 @@ class ParquetChunks:
     def read(self, chunk: Chunk, task: str | None) -> Dataset:
         from .formats import parquet
 
-        file = self._open()
-        first = int(np.searchsorted(self._group_starts, chunk.start, side="right") - 1)
-        last = int(np.searchsorted(self._group_starts, chunk.stop, side="left"))
-        table = file.read_row_groups(list(range(first, last)))
+        with self._lock:
+            file = self._open()
+            first = int(np.searchsorted(self._group_starts, chunk.start, side="right") - 1)
+            last = int(np.searchsorted(self._group_starts, chunk.stop, side="left"))
+            table = file.read_row_groups(list(range(first, last)))
         table = table.slice(chunk.start - int(self._group_starts[first]), chunk.stop - chunk.start)
         return parquet.from_table(table, f"{self.path} (rows {chunk.start}..{chunk.stop - 1})", task)
 

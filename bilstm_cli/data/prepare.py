@@ -18,7 +18,7 @@ import numpy as np
 from ..config.schema import DataConfig
 from ..errors import ConfigError, DataError
 from ..limits import GIB, MAX_BATCH_BYTES
-from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, make_batches
+from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, balanced_weights, make_batches
 from .dataset import PER_STEP, Dataset
 from .generator import SPLIT_STREAM, STANDARDIZE_STREAM, VALIDATION_STREAM, cumulative_sum_task, stream_rng
 from .labels import align_labels
@@ -210,7 +210,7 @@ def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeig
     chunks = list(range(len(train.chunks)))
     validation = files.validation
     if validation is None and data.validation_split > 0:
-        chunks, held_out = split_chunks(train, data.validation_split, seed)
+        chunks, held_out = split_chunks(train, data.validation_split, seed, "data.validation_split")
         validation = StreamedBatches(train, held_out)
     counts = train.counts_of(chunks)
     if counts is None or np.count_nonzero(counts) < 2:
@@ -226,9 +226,7 @@ def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeig
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
     weights = None
     if class_weight == "balanced":
-        weights = np.ones(num_classes, dtype=np.float32)
-        seen = counts > 0
-        weights[seen] = counts.sum() / (seen.sum() * counts[seen])
+        weights = balanced_weights(counts)
     elif class_weight is not None:
         weights = _class_weights(class_weight, None, num_classes, train.classes)
     standardization = train.standardization_of(chunks) if data.standardize else None
@@ -242,7 +240,7 @@ def _aligned(dataset, classes: list[str] | None, num_classes: int, timesteps: in
     if dataset is None or isinstance(dataset, StreamedBatches):
         return dataset
     if isinstance(dataset, StreamedFile):
-        return StreamedBatches(dataset.align_to(classes, num_classes, timesteps))
+        return StreamedBatches(dataset.align_to(classes, num_classes, timesteps, path))
     return align_labels(dataset, classes, num_classes, path)
 
 

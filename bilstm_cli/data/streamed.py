@@ -31,7 +31,7 @@ from .generator import SHUFFLE_STREAM, SPLIT_STREAM, stream_rng
 from .labels import align_labels
 
 WINDOW_CHUNKS = 4  # chunks shuffled together; a window's decoded arrays stay within the budget
-# A text chunk takes this share of the budget: pandas needs ~10x a CSV's bytes while parsing it,
+# A text chunk takes this share of the budget: a CSV's parse holds ~8x its bytes (IN_MEMORY_FACTOR),
 # and the window, the batches in flight and the parse of the next chunk share the budget.
 TEXT_CHUNK_SHARE = 1 / 64
 ARRAY_CHUNK_SHARE = 1 / 16  # NPZ: decoded bytes of a chunk
@@ -157,17 +157,24 @@ class StreamedFile:
         dataset.ids = ids
         return pad_steps(dataset, self.timesteps)
 
-    def align_to(self, classes: list[str] | None, num_classes: int, timesteps: int) -> StreamedFile:
-        """This file read with a training file's classes and number of steps (validation, test)."""
+    def align_to(self, classes: list[str] | None, num_classes: int, timesteps: int, where: str) -> StreamedFile:
+        """This file read with a training file's classes and number of steps (validation, test);
+        a label training never saw is refused now, not when its chunk is first scored."""
+        if self.chunk_counts is not None:
+            seen = np.flatnonzero(self.chunk_counts.sum(axis=0))  # this file's class codes in use
+            if classes is None and self.classes is not None:
+                raise DataError(f"{where}: labels are names but the training labels are class numbers")
+            if classes is None and len(seen) and seen.max() >= num_classes:
+                raise DataError(f"{where}: label {int(seen.max())} was never seen in training")
+            unknown = [self.classes[code] for code in seen if self.classes and self.classes[code] not in classes]
+            if classes is not None and unknown:
+                raise DataError(f"{where}: label {unknown[0]!r} was never seen in training")
         longest = max(self.timesteps, timesteps)
         return StreamedFile(
             self.path, self.fmt, self.reader, self.chunks, self.sizes, self.features, longest,
             self.variable_length or self.timesteps != longest, self.task, classes, num_classes,
             None, self.chunk_moments, self.file_size,
         )  # fmt: skip
-
-    def evaluation_batches(self, chunk_indices: list[int] | None = None) -> StreamedBatches:
-        return StreamedBatches(self, chunk_indices)
 
 
 def pad_steps(dataset: Dataset, timesteps: int) -> Dataset:
@@ -203,6 +210,8 @@ def scan(path: str, fmt: str, memory_limit: int, task: str | None = None, requir
     if require_labels and not labelled:
         raise DataError(f"{path}: the input has no labels (y)", "add a y column/field with the labels")
     kinds = found["tasks"]
+    if len(kinds) > 1:
+        raise DataError(f"{path}: some sequences have one label each and others a label per step")
     file_task = (task or (kinds.pop() if kinds else None)) if labelled else None
     classes, num_classes, counts = _classes(found)
     return StreamedFile(
@@ -238,6 +247,10 @@ def _scan_chunks(path: str, reader, task: str | None) -> dict:
             found["unlabelled"] += dataset.size
             continue
         found["labelled"] += dataset.size
+        if task is not None and dataset.task != task:  # JSONL and NPZ chunks say what they hold
+            from .io import task_mismatch
+
+            raise DataError(f"{where}: {task_mismatch(dataset.task, task)}")
         found["tasks"].add(dataset.task)
         _count_labels(found, dataset, where)
     if not found["chunks"]:
@@ -296,16 +309,17 @@ def merge_moments(moments, other):
     return total, mean_a + delta * count_b / total, m2_a + m2_b + delta**2 * count_a * count_b / total
 
 
-def split_chunks(file: StreamedFile, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Training and validation chunks: ``fraction`` of the chunks (at least one) held out,
-    chosen with the stream ``(seed, SPLIT)``. Whole chunks, so not stratified by class."""
+def split_chunks(file: StreamedFile, fraction: float, seed: int, setting: str) -> tuple[list[int], list[int]]:
+    """Kept and held-out chunks: ``fraction`` of the chunks (at least one) held out, chosen with
+    the stream ``(seed, SPLIT)``. Whole chunks, so not stratified by class. ``setting``: the
+    config key that asked for the split (for the message)."""
     count = len(file.chunks)
     held = max(1, int(round(fraction * count)))
     if count < 2 or held >= count:
         raise DataError(
-            f"data.validation_split={fraction} of {file.path}, streamed in {count} chunk(s), leaves no "
-            "training chunks (a streamed file is split by whole chunks)",
-            "give --val-data FILE, or a smaller split",
+            f"{setting}={fraction} of {file.path}, streamed in {count} chunk(s), leaves nothing to train on "
+            "(a streamed file is split by whole chunks)",
+            "give a separate file for it (--val-data, data.test_path), a smaller share, or raise data.memory_limit",
         )
     order = stream_rng(seed, SPLIT_STREAM).permutation(count)
     return sorted(int(i) for i in order[held:]), sorted(int(i) for i in order[:held])

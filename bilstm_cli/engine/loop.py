@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.batches import Batches
 from ..errors import TrainingError
+from ..limits import MAX_CALL_BYTES
 from .history import History, LogRecord
 
 # A chunk (one compiled call, or a few) lasts about this long at most, so Ctrl-C and SIGTERM
@@ -44,7 +45,7 @@ class Trainer(Protocol):
     def set_learning_rate(self, copy: int, rate: float) -> None: ...
     def learning_rates_at(self, steps) -> np.ndarray: ...
     def train(self, batches: Sequence[Batches]) -> np.ndarray: ...
-    def evaluate(self, batches: Batches) -> np.ndarray: ...
+    def evaluate(self, batches) -> np.ndarray: ...  # Batches, or StreamedBatches (parts())
     def copy_state(self, copy: int) -> list[np.ndarray]: ...
     def set_copy_state(self, copy: int, values: Sequence[np.ndarray]) -> None: ...
 
@@ -175,7 +176,7 @@ def fit(
     engine: Trainer,
     sources: Sequence[BatchSource],
     plan: FitPlan,
-    validation: Batches | None = None,
+    validation=None,  # Batches or StreamedBatches (anything with parts())
     callbacks: FitCallbacks | None = None,
     progress: Sequence[CopyProgress] | None = None,
 ) -> list[FitResult]:
@@ -226,9 +227,14 @@ def fit(
             if steps_per_chunk or offset:
                 stop = min(steps_per_epoch, offset + max(steps_per_chunk, 1))
                 following = _next_steps(epoch, stop, steps_per_epoch, max(steps_per_chunk, 1), plan)
-                results = engine.train(prefetch.take((epoch, offset, stop), following))
+                batches = prefetch.take((epoch, offset, stop), following)
+                results = engine.train(batches)
                 per_call = (time.perf_counter() - chunk_started) / _calls(stop - offset, engine)
-                calls = _epochs_within(CHUNK_SECONDS, per_call, 1 << 20) * engine.steps_per_call
+                # about a second of calls, and no more batches at once than MAX_CALL_BYTES (a
+                # streamed file's memory bound holds however fast the device is)
+                call_bytes = sum(a.nbytes for b in batches for a in b.arrays()) / _calls(stop - offset, engine)
+                most = max(1, int(MAX_CALL_BYTES // max(call_bytes, 1)))
+                calls = _epochs_within(CHUNK_SECONDS, per_call, most) * engine.steps_per_call
                 steps_per_chunk = min(steps_per_chunk, calls) if chunk_sized else calls
                 chunk_sized = True
                 for copy in np.flatnonzero(engine.active):

@@ -76,7 +76,7 @@ def held_out_split(folder: Path, train_path: str, fraction: float, seed: int, me
         write_dataset(kept, str(search))
         return str(search), str(held)
     search, held = (target / SEARCH_TRAIN).with_suffix(".parquet"), (target / HELD_OUT).with_suffix(".parquet")
-    kept, held_out = split_chunks(streamed, fraction, seed)
+    kept, held_out = split_chunks(streamed, fraction, seed, "tune.holdout")
     write_blocks((streamed.read(index) for index in held_out), str(held), "parquet")
     write_blocks((streamed.read(index) for index in kept), str(search), "parquet")
     return str(search), str(held)
