@@ -8,6 +8,7 @@ with zero-weight sequences, which changes neither the loss nor the gradients.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,8 @@ class OnlineSource:
         self.class_weights = class_weights
         self.steps_per_epoch = math.ceil(data.samples_per_epoch / batch_size)
         self.timesteps = data.timesteps
+        self._epoch: tuple[int, Batches] | None = None  # the epoch step_batches is taking from
+        self._lock = threading.Lock()
 
     def epoch_dataset(self, epoch: int) -> Dataset:
         rng = stream_rng(self.seed, TRAIN_STREAM, epoch)
@@ -154,8 +157,13 @@ class OnlineSource:
         return Batches(*(a.reshape(steps, size, *a.shape[2:]) for a in (x, lengths, y, mask, weight)))
 
     def step_batches(self, epoch: int, start: int, stop: int) -> Batches:
-        """Steps ``start..stop-1`` of epoch ``epoch`` (0-based)."""
-        return self.batches(epoch, epoch + 1).slice(start, stop)
+        """Steps ``start..stop-1`` of epoch ``epoch`` (0-based); the epoch is drawn once and kept
+        while its chunks of steps are taken (by the loop and its prefetch thread)."""
+        with self._lock:
+            if self._epoch is None or self._epoch[0] != epoch:
+                self._epoch = None  # let the previous epoch go first
+                self._epoch = (epoch, self.batches(epoch, epoch + 1))
+            return self._epoch[1].slice(start, stop)
 
 
 class DatasetSource:
