@@ -315,3 +315,18 @@ def test_a_streamed_file_with_the_wrong_labels_is_refused_before_training(tmp_pa
         file.align_to(["cat", "dog"], 2, file.timesteps, path)
     known = ["ant", "cat", "dog", "emu"]
     assert file.align_to(known, 4, file.timesteps, path).read(0).classes == known
+
+
+def test_a_dry_run_of_long_epochs_times_their_first_steps(big_csv, cli, monkeypatch):
+    from bilstm_cli.engine import probe
+
+    monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)  # ~57 steps an epoch in calls of 7 steps
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)
+    monkeypatch.setattr(probe, "PROBE_SECONDS", 0.0)  # the timed part: one chunk of steps
+    result = cli("train", *stream_flags(big_csv), "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["probe"]["epochs"] == pytest.approx(7 / plan["steps_per_epoch"])
+    assert plan["estimate_seconds"] > 0
+    people = cli("train", *stream_flags(big_csv), "--dry-run")
+    assert f"{7 / plan['steps_per_epoch']:.3g} of an epoch of 1 run(s)" in people.stderr + people.stdout

@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from .loop import FitPlan, fit
+from .loop import CopyProgress, FitCallbacks, FitPlan, fit
 
 PROBE_STEPS = 50  # optimizer steps the probe trains at least (one log window at least)
 PROBE_SECONDS = 1.0  # and about this long
@@ -17,13 +17,13 @@ PROBE_SECONDS = 1.0  # and about this long
 @dataclass
 class Probe:
     compile_seconds: float
-    epochs: int  # epochs the probe trained
+    epochs: float  # epochs the probe trained (a fraction of one where an epoch is long)
     seconds: float  # their wall time, validation at the run's log interval included
     copies: int  # runs trained together in the probed program
 
     @property
     def seconds_per_epoch(self) -> float:
-        return self.seconds / max(1, self.epochs)
+        return self.seconds / max(self.epochs, 1e-9)
 
     def training_seconds(self, epochs: int, copies: int | None = None) -> float:
         """Training time of ``epochs`` epochs of a program of ``copies`` runs (linear in the
@@ -38,6 +38,8 @@ def measure(session, steps: int = PROBE_STEPS) -> Probe:
     compile_seconds = session.compile()
     epochs_cap = session.configs[0].train.epochs
     steps_per_epoch = session.sources[0].steps_per_epoch
+    if steps_per_epoch > session.engine.steps_per_call:  # a long epoch (a large file): time its first steps
+        return _measure_steps(session, compile_seconds, steps_per_epoch)
     window = session.log_every
     windows = max(1, math.ceil(steps / max(1, window * steps_per_epoch)))
     # a first window warms up (first calls, the batch thread); the windows after it are timed,
@@ -53,3 +55,32 @@ def measure(session, steps: int = PROBE_STEPS) -> Probe:
     started = time.perf_counter()
     fit(session.engine, session.sources, plan, session.validation)
     return Probe(compile_seconds, epochs, time.perf_counter() - started, session.copies)
+
+
+def _measure_steps(session, compile_seconds: float, steps_per_epoch: int) -> Probe:
+    """The probe of a program whose epoch takes several compiled calls: a first chunk of steps
+    warms up, the chunks after it are timed for about PROBE_SECONDS; the epoch's time is scaled
+    from theirs (validation, at most once an epoch, is not included)."""
+    started = [0.0]
+
+    def chunks_for(seconds: float):
+        calls = [0]
+
+        def stop() -> bool:
+            calls[0] += 1
+            return calls[0] > 1 and time.perf_counter() - started[0] >= seconds
+
+        return stop
+
+    plan = FitPlan(epochs=1, log_every=1)
+    warm = [CopyProgress() for _ in range(session.copies)]
+    started[0] = time.perf_counter()
+    fit(session.engine, session.sources, plan, None, FitCallbacks(should_stop=chunks_for(0.0)), warm)
+    timed = [CopyProgress() for _ in range(session.copies)]
+    started[0] = time.perf_counter()
+    results = fit(
+        session.engine, session.sources, plan, None, FitCallbacks(should_stop=chunks_for(PROBE_SECONDS)), timed
+    )
+    seconds = time.perf_counter() - started[0]
+    steps = results[0].epochs_run * steps_per_epoch + timed[0].partial_steps
+    return Probe(compile_seconds, steps / steps_per_epoch, seconds, session.copies)

@@ -40,7 +40,7 @@ def print_dry_run(plan: dict[str, Any], console: Console) -> None:
         f"{plan['backend']} on {plan['device']} (XLA {'on' if plan['xla'] else 'off'}), seed {seed}",
         f"{plan['epochs']} epochs x {plan['steps_per_epoch']} step(s) of batch {plan['batch_size']}, "
         f"validation every {plan['log_every']} epoch(s){stopping}",
-        f"probe: compile {seconds(probe['compile_seconds'])}, {probe['epochs']} epochs of {probe['runs']} run(s) "
+        f"probe: compile {seconds(probe['compile_seconds'])}, {_epochs(probe['epochs'])} of {probe['runs']} run(s) "
         f"in {seconds(probe['seconds'])}",
         f"estimated time: {seconds(plan['estimate_seconds'])} (compiles and training, scaled from the probe; "
         "start-up and writing files not included)",
@@ -52,3 +52,8 @@ def print_dry_run(plan: dict[str, Any], console: Console) -> None:
     console.print("\n".join(lines), markup=False, highlight=False)
     console.print("config:", markup=False)
     console.print(plan["config"].rstrip(), markup=False, highlight=False)
+
+
+def _epochs(count: float) -> str:
+    """``3 epochs``, or ``0.012 of an epoch`` where the probe timed the first steps of a long one."""
+    return f"{count:.3g} of an epoch" if count < 1 else f"{count:g} epochs"
