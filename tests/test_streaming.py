@@ -330,3 +330,18 @@ def test_a_dry_run_of_long_epochs_times_their_first_steps(big_csv, cli, monkeypa
     assert plan["estimate_seconds"] > 0
     people = cli("train", *stream_flags(big_csv), "--dry-run")
     assert f"{7 / plan['steps_per_epoch']:.3g} of an epoch of 1 run(s)" in people.stderr + people.stdout
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "parquet-long"])
+def test_a_parquet_row_group_larger_than_a_chunk_is_read_in_slices(tmp_path, fmt):
+    data = cumulative_sum_task(300, 6, rng=np.random.default_rng(8))
+    path = str(tmp_path / "one-group.parquet")
+    write_dataset(data, path, fmt)
+    pq.write_table(pq.read_table(path), path, row_group_size=10**6)  # one row group, as pandas writes
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    file = scan(path, fmt, memory_limit=16 * 100_000)
+    assert len(file.chunks) >= 3
+    x, y, lengths = joined(chunks_of(file))
+    assert np.array_equal(x, data.x) and np.array_equal(y, data.y) and np.array_equal(lengths, data.lengths)
+    kept, held = split_chunks(file, 0.2, 1, "data.validation_split")
+    assert held and kept

@@ -29,6 +29,9 @@ from ..errors import DataError
 from .dataset import Dataset
 
 STREAMABLE_FORMATS = ("csv", "jsonl", "parquet", "parquet-long", "npz")
+# Bytes a Parquet table's rows take once read into a Dataset, per byte of their decoded columns
+# (measured: 10M sequences, 448 MB decoded, read whole with a 10.1 GB peak)
+HELD_PER_DECODED_BYTE = 23.0
 NEWLINE = 10
 
 
@@ -50,7 +53,7 @@ def open_reader(path: str, fmt: str, chunk_bytes: int):
     if fmt == "jsonl":
         return JsonlChunks(path, chunk_bytes)
     if fmt in ("parquet", "parquet-long"):
-        return ParquetChunks(path)
+        return ParquetChunks(path, chunk_bytes)
     if fmt == "npz":
         return NpzChunks(path, chunk_bytes)
     raise DataError(f"{path}: {fmt} files cannot be streamed", f"convert it to one of {', '.join(STREAMABLE_FORMATS)}")
@@ -170,15 +173,17 @@ class JsonlChunks(_TextChunks):
 
 
 class ParquetChunks:
-    """Row ranges of a Parquet file: each row group (long form: the sequences starting in it)."""
+    """Row ranges of a Parquet file: row groups, or slices of a row group where reading one whole
+    would take more than ``chunk_bytes`` (long form: cut only where a sequence starts)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, chunk_bytes: int):
         self.path = path
+        self.chunk_bytes = max(1, int(chunk_bytes))
         self._file = None
         self._lock = threading.Lock()  # one reader, shared by training's prefetch and validation
 
     def __getstate__(self):  # an open file does not travel to a worker process: it reopens
-        return {"path": self.path, "_file": None}
+        return {"path": self.path, "chunk_bytes": self.chunk_bytes, "_file": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -202,25 +207,36 @@ class ParquetChunks:
         names = file.schema_arrow.names
         long_form = "sequence" in names and "step" in names and not _is_list_column(file.schema_arrow, "x")
         starts = self._group_starts
-        if not long_form:
-            for group in range(len(starts) - 1):
-                if starts[group + 1] > starts[group]:
-                    yield Chunk(int(starts[group]), int(starts[group + 1]))
-            return
-        begin = 0
+        begin, previous_id = 0, None
         for group in range(len(starts) - 1):
-            ids = file.read_row_group(group, columns=["sequence"]).column(0).to_numpy(zero_copy_only=False)
+            first, end = int(starts[group]), int(starts[group + 1])
+            if end == first:
+                continue
+            meta = file.metadata.row_group(group)
+            rows = max(
+                1, int(self.chunk_bytes // max(1.0, HELD_PER_DECODED_BYTE * meta.total_byte_size / meta.num_rows))
+            )
+            if long_form:  # rows where a sequence starts (one may go on from the previous group)
+                ids = file.read_row_group(group, columns=["sequence"]).column(0).to_numpy(zero_copy_only=False)
+                change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+                opens = ids[0] != previous_id if previous_id is not None else True
+                starts_here = first + np.concatenate([[0] if opens else [], change]).astype(np.int64)
+                previous_id = ids[-1]
+            else:
+                starts_here = np.arange(first, end, dtype=np.int64)
+            while True:  # slices of about ``rows`` rows inside the group
+                index = int(np.searchsorted(starts_here, begin + rows))
+                if index >= len(starts_here):
+                    break
+                yield Chunk(begin, int(starts_here[index]))
+                begin = int(starts_here[index])
+            # end the chunk with the group (long form: where its last sequence starts, which may go on)
+            cut = end if not long_form else (int(starts_here[-1]) if len(starts_here) else begin)
             if group == len(starts) - 2:
-                break
-            change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-            if len(change) == 0:
-                continue  # one sequence fills the row group: it goes on in the next
-            cut = int(starts[group] + change[-1])  # the last sequence may go on in the next group
+                cut = end
             if cut > begin:
                 yield Chunk(begin, cut)
                 begin = cut
-        if starts[-1] > begin:
-            yield Chunk(begin, int(starts[-1]))
 
     def read(self, chunk: Chunk, task: str | None) -> Dataset:
         from .formats import parquet

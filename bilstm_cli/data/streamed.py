@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from .batches import Batches, make_batches
-from .chunked import STREAMABLE_FORMATS, Chunk, open_reader
+from .chunked import HELD_PER_DECODED_BYTE, STREAMABLE_FORMATS, Chunk, open_reader
 from .dataset import PER_STEP, SEQUENCE, Dataset, check_values
 from .generator import SHUFFLE_STREAM, SPLIT_STREAM, stream_rng
 from .labels import align_labels
@@ -37,14 +37,16 @@ TEXT_CHUNK_SHARE = 1 / 64
 ARRAY_CHUNK_SHARE = 1 / 16  # NPZ: decoded bytes of a chunk
 # ... and at most this much: a window of large chunks is read (parsed) while training waits
 # for it (a 229 MB CSV with the 3 GB default limit: 49 MB chunks made its epoch 12 s slower)
-CHUNK_MAX_BYTES = {"text": 8 * 2**20, "arrays": 32 * 2**20}
+# (Parquet: of the rows once read; a row group's slices re-read the group, so larger)
+CHUNK_MAX_BYTES = {"text": 8 * 2**20, "arrays": 32 * 2**20, "parquet": 128 * 2**20}
 EVALUATION_STEPS = 16  # batches per evaluation call on streamed data (one compiled shape)
 
 # Peak bytes a whole-file read holds per byte of the file (CSV, JSONL), or per decoded byte
 # (Parquet: pyarrow's table, the Python lists, the arrays; NPZ). Measured: a 229 MB CSV of 1M
 # sequences read with a 1.84 GB peak; a Parquet file of 10M (448 MB decoded) with 10.1 GB. JSONL
 # (Python's json per line) is assumed no better than CSV was before its reader got faster.
-IN_MEMORY_FACTOR = {"csv": 8.0, "jsonl": 14.0, "parquet": 23.0, "parquet-long": 23.0, "npz": 2.0}
+IN_MEMORY_FACTOR = {"csv": 8.0, "jsonl": 14.0, "parquet": HELD_PER_DECODED_BYTE, "parquet-long": HELD_PER_DECODED_BYTE}
+IN_MEMORY_FACTOR["npz"] = 2.0
 
 
 def in_memory_bytes(path: str, fmt: str) -> int:
@@ -194,7 +196,8 @@ def scan(path: str, fmt: str, memory_limit: int, task: str | None = None, requir
     ``task``: the label kind the caller needs (None: what the file holds, as a whole-file read
     would decide it: per step if any sequence's steps have different labels).
     """
-    share, kind = (ARRAY_CHUNK_SHARE, "arrays") if fmt == "npz" else (TEXT_CHUNK_SHARE, "text")
+    kind = "arrays" if fmt == "npz" else "parquet" if fmt.startswith("parquet") else "text"
+    share = TEXT_CHUNK_SHARE if kind == "text" else ARRAY_CHUNK_SHARE
     chunk_bytes = min(memory_limit * share, CHUNK_MAX_BYTES[kind])
     # readers keep the absolute path: a worker process (Ray's included) may run elsewhere
     reader = open_reader(os.path.abspath(path), fmt, chunk_bytes)
