@@ -43,7 +43,7 @@ EVALUATION_STEPS = 16  # batches per evaluation call on streamed data (one compi
 
 # Peak bytes a whole-file read holds per byte of the file (CSV, JSONL), or per decoded byte
 # (Parquet: pyarrow's table, the Python lists, the arrays; NPZ). Measured: a 229 MB CSV of 1M
-# sequences read with a 1.84 GB peak; a Parquet file of 10M (448 MB decoded) with 10.1 GB. JSONL
+# sequences read with a 1.84 GB peak; a Parquet file of 10M (448 MB decoded) with 7.5 GB. JSONL
 # (Python's json per line) is assumed no better than CSV was before its reader got faster.
 IN_MEMORY_FACTOR = {"csv": 8.0, "jsonl": 14.0, "parquet": HELD_PER_DECODED_BYTE, "parquet-long": HELD_PER_DECODED_BYTE}
 IN_MEMORY_FACTOR["npz"] = 2.0
