@@ -339,7 +339,7 @@ def test_a_parquet_row_group_larger_than_a_chunk_is_read_in_slices(tmp_path, fmt
     write_dataset(data, path, fmt)
     pq.write_table(pq.read_table(path), path, row_group_size=10**6)  # one row group, as pandas writes
     assert pq.ParquetFile(path).metadata.num_row_groups == 1
-    file = scan(path, fmt, memory_limit=16 * 100_000)
+    file = scan(path, fmt, memory_limit=16 * 50_000)
     assert len(file.chunks) >= 3
     x, y, lengths = joined(chunks_of(file))
     assert np.array_equal(x, data.x) and np.array_equal(y, data.y) and np.array_equal(lengths, data.lengths)
