@@ -7,7 +7,8 @@ order:
   whose ``sequence`` differs from the previous row's; JSONL: any line). Finding the cuts reads
   the file once; each chunk is then parsed by the format's own reader, so errors and numbers
   are those of a whole-file read (lines are numbered from the top of the file).
-- Parquet: a row range, normally one row group (long form: the sequences that start in it).
+- Parquet: a row range: a row group (long form: the sequences that start in it), or a slice of a
+  larger one (cut where a sequence starts).
 - NPZ: a range of sequences of the memory-mapped arrays (the archive must be uncompressed, as
   ``numpy.savez`` writes it).
 
