@@ -91,8 +91,8 @@ def _print_error(message: str) -> None:
         click.echo(f"  {line.strip()}" if line.startswith("  hint") else f"error: {line}", err=True)
 
 
-def load_command(command: str, backend_name: str | None = None, function: str | None = None):
-    """A command's core function (``run_<command>``, or ``function``, of ``commands/<command>.py``), imported after
+def load_command(command: str, backend_name: str | None = None):
+    """A command's core function (``run_<command>`` of ``commands/<command>.py``), imported after
     the backend is selected (``backend_name``, else $BILSTM_BACKEND, else TensorFlow): Keras reads
     its backend once, when it is first imported, and the command modules import it at the top."""
     import importlib
@@ -100,7 +100,7 @@ def load_command(command: str, backend_name: str | None = None, function: str | 
     from . import backend
 
     backend.select(backend_name)
-    return getattr(importlib.import_module(f".commands.{command}", __package__), function or f"run_{command}")
+    return getattr(importlib.import_module(f".commands.{command}", __package__), f"run_{command}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -327,8 +327,8 @@ def evaluate(target, data_path, samples, seed, show, input_format, backend, devi
 @device_option
 def predict(target, input_path, output_format, input_format, backend, device):
     """Per-step probability and class for every input sequence, to stdout."""
-    predict_parts = load_command("predict", backend, "predict_parts")
-    for part in predict_parts(target, input_path, output_format, device or "auto", input_format, backend):
+    run_predict = load_command("predict", backend)
+    for part in run_predict(target, input_path, output_format, device or "auto", input_format, backend):
         sys.stdout.write(part)  # a streamed file's predictions leave as each chunk's are made
         sys.stdout.flush()
 

@@ -149,3 +149,29 @@ def assert_clean_error(result, code: int, *needles: str) -> None:
         assert len(ours) <= 2 and len(lines) <= 4, stderr
     for needle in needles:
         assert needle.lower() in stderr.lower(), f"{needle!r} not in: {stderr}"
+
+
+def stop_request_at(check: int, phase: int = 1) -> type:
+    """A stand-in for ``train``'s StopRequest (monkeypatch it in): the ``phase``-th request made
+    (1: the validation phase, 2: a refit) asks to stop at its ``check``-th check, as a Ctrl-C
+    there would; the others never do. A new class per call: it counts its own phases."""
+
+    class StopAt:
+        phases = 0
+
+        def __init__(self, message: str):
+            type(self).phases += 1
+            self.phase, self.checks = type(self).phases, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        @property
+        def requested(self) -> bool:
+            self.checks += 1
+            return self.phase == phase and self.checks == check
+
+    return StopAt

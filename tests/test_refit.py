@@ -14,6 +14,7 @@ from bilstm_cli.commands import train as train_command
 from bilstm_cli.data.io import read_dataset
 from bilstm_cli.data.prepare import stratified_split
 
+from .conftest import stop_request_at
 from .test_recipe import EXAMPLE_TRAIN
 
 SEQUENCES = 20
@@ -75,31 +76,10 @@ def test_the_refit_trains_every_sequence_for_the_epochs_the_validation_chose(ref
     assert yaml.safe_load((reference / "config.yaml").read_text())["train"]["refit"]["enabled"] is True
 
 
-class _StopInRefit:
-    """StopRequest's stand-in: asks the refit (the second phase) to stop at its 5th check."""
-
-    phases = 0
-
-    def __init__(self, message: str):
-        type(self).phases += 1
-        self.checks = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @property
-    def requested(self) -> bool:
-        self.checks += 1
-        return type(self).phases == 2 and self.checks == 5
-
-
 def test_a_run_stopped_during_the_refit_resumes_the_refit_exactly(reference, small_file, tmp_path, cli, monkeypatch):
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(train_command, "StopRequest", _StopInRefit)
+        patch.setattr(train_command, "StopRequest", stop_request_at(5, phase=2))  # the refit, 5th check
         interrupted = cli("train", *flags(small_file), "--out", run)
     assert interrupted.exit_code == 130 and "of the refit" in interrupted.stderr
     meta = json.loads(np.load(run / "checkpoint.npz")["meta"].tobytes().decode())

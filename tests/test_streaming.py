@@ -19,6 +19,7 @@ from bilstm_cli.data.streamed import StreamedFile, StreamSource, scan, split_chu
 from bilstm_cli.engine import loop, terms
 from bilstm_cli.errors import DataError
 
+from .conftest import stop_request_at
 from .test_formats import ragged_dataset
 from .test_reliability import history_rows
 
@@ -129,25 +130,6 @@ def test_training_batches_are_a_seeded_shuffle_of_every_sequence_once_per_epoch(
     assert np.array_equal(StreamSource(file, training, 16, seed=9).batches(1, 2).x, other.x)
 
 
-class _StopMidEpoch:
-    """StopRequest's stand-in: asks the run to stop at its 3rd check (mid-epoch 2, when an epoch
-    takes several chunks)."""
-
-    def __init__(self, message: str):
-        self.checks = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @property
-    def requested(self) -> bool:
-        self.checks += 1
-        return self.checks == 3
-
-
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("stream") / "big.csv"
@@ -174,7 +156,7 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, t
     monkeypatch.setattr(terms, "MAX_STEPS_PER_CALL", 7)  # ~57 steps an epoch: calls of 7 steps,
     monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one call a chunk
     with monkeypatch.context() as patch:
-        patch.setattr(train_command, "StopRequest", _StopMidEpoch)
+        patch.setattr(train_command, "StopRequest", stop_request_at(3))  # mid-epoch 1
         interrupted = cli("train", *stream_flags(big_csv), "--out", run)
     assert interrupted.exit_code == 130, interrupted.stderr
     with np.load(run / "checkpoint.npz") as archive:
@@ -248,21 +230,6 @@ def test_a_small_training_file_validates_on_a_streamed_validation_file(big_csv, 
     assert metrics["final"]["validation_sequences"] == 600 and metrics["final"]["val_loss"] > 0
 
 
-class _StopMidRefitEpoch(_StopMidEpoch):
-    """Stops the second phase (the refit) at its 3rd check, mid-epoch; the first runs through."""
-
-    phases = 0
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        type(self).phases += 1
-
-    @property
-    def requested(self) -> bool:
-        self.checks += 1
-        return type(self).phases == 2 and self.checks == 3
-
-
 def test_a_refit_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path, cli, monkeypatch):
     refit = ["--set", "train.refit.enabled=true", "--set", "train.refit.min_epochs=2"]
     refit += ["--set", "train.early_stopping.patience=1", "--set", "train.early_stopping.start_from=1"]
@@ -272,7 +239,7 @@ def test_a_refit_stopped_mid_epoch_resumes_to_the_same_weights(big_csv, tmp_path
     assert cli("train", *stream_flags(big_csv), *refit, "--out", reference).exit_code == 0
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(train_command, "StopRequest", _StopMidRefitEpoch)
+        patch.setattr(train_command, "StopRequest", stop_request_at(3, phase=2))  # the refit, mid-epoch
         interrupted = cli("train", *stream_flags(big_csv), *refit, "--out", run)
     assert interrupted.exit_code == 130 and "of the refit" in interrupted.stderr, interrupted.stderr
     with np.load(run / "checkpoint.npz") as archive:

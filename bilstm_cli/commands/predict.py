@@ -24,8 +24,10 @@ def run_predict(
     device: str = "auto",
     input_format: str | None = None,
     backend_name: str | None = None,
-) -> str:
-    """Predict for every sequence of ``input_path`` (``-`` = stdin); returns CSV or JSONL text.
+) -> Iterator[str]:
+    """Predict for every sequence of ``input_path`` (``-`` = stdin): CSV or JSONL text, in parts
+    (a file larger than the run's ``data.memory_limit`` is read, predicted and written a chunk at
+    a time, so memory stays bounded; ``"".join`` the parts for the whole text).
 
     ``backend_name``: the Keras backend to run the model with; None = ``$BILSTM_BACKEND``, else
     TensorFlow.
@@ -35,19 +37,6 @@ def run_predict(
     1, or of the sequence's label per sequence) and ``sequence,step,class,p_<name>...`` for
     several classes; per-sequence models have no ``step`` column.
     """
-    return "".join(predict_parts(target, input_path, output_format, device, input_format, backend_name))
-
-
-def predict_parts(
-    target: str,
-    input_path: str,
-    output_format: str = "csv",
-    device: str = "auto",
-    input_format: str | None = None,
-    backend_name: str | None = None,
-) -> Iterator[str]:
-    """:func:`run_predict`'s text in parts: a file larger than the run's ``data.memory_limit``
-    is read, predicted and written a chunk at a time, so memory stays bounded."""
     from ..data.io import read_dataset
     from ..data.streamed import open_large_file
     from .evaluate import memory_budget
