@@ -94,8 +94,9 @@ def _select_jax(requested: str, threads: int | None) -> DeviceInfo:
     if requested == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX starts: skip probing for GPUs
     if threads:
-        # one XLA thread pool per process: compare's workers share the cores. Read when JAX
-        # starts its runtime (below, on first use), which may be after `import jax` (Keras').
+        # Eigen's matrix products on one thread each. (XLA's own thread pools follow the
+        # process's CPU affinity, which compare's and tune's workers set, see bilstm_cli.cores.)
+        # Read when JAX starts its runtime (below, on first use), after `import jax` (Keras').
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
     split = cpu_device_count()

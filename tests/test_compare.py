@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -157,6 +158,15 @@ def test_workers_give_the_same_numbers_as_one_process(cli, tmp_path):
     for row in (*rows[0], *rows[1]):
         row.pop("seconds_per_run")  # wall-clock time
     assert rows[0] == rows[1]
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        # each worker kept to its own cores (XLA sizes its thread pools by them)
+        workers = {}
+        for path in (tmp_path / "two" / "results" / "generated").glob("*.json"):
+            worker = json.loads(path.read_text())["worker"]
+            workers[worker["pid"]] = set(worker["cores"])
+        assert len(workers) == 2
+        first, second = workers.values()
+        assert first and second and not first & second
 
 
 def test_a_driver_with_worker_processes_never_loads_keras(tmp_path):

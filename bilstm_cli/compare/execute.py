@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .. import backend
 from ..config.refit import refit_applies, refit_config, refit_epochs
 from ..config.schema import Config
+from ..cores import CoreShares, current_cores, usable_cores
 from ..data.prepare import DataFiles, TrainingData
 from ..fileio.digest import fingerprint
 from .plan import Job, Part, dataset_config, repeat_seeds
@@ -157,7 +158,7 @@ def run_record(
         "best_epoch": result.best_epoch,
         "final": final_scores(result, test),
         "seconds": seconds,
-        "worker": {"pid": os.getpid(), "versions": worker_versions()},
+        "worker": {"pid": os.getpid(), "cores": current_cores(), "versions": worker_versions()},
     }
 
 
@@ -265,13 +266,15 @@ class LocalExecutor:
         # a job's records come back as its future's result (they all exist when its program
         # ends); only the stop request needs sharing, and an Event needs no extra process
         stop_event = context.Event()
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        shares = CoreShares(context, workers)  # each worker keeps to its own cores
         config_json = self.config.model_dump_json()
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(stop_event,)
-        ) as pool:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(stop_event, shares)
+        )
+        finished_all = False
+        try:
             pending = {
-                pool.submit(_worker, config_json, job, self.files.get(job.dataset.name), threads) for job in jobs
+                pool.submit(_worker, config_json, job, self.files.get(job.dataset.name), shares.threads) for job in jobs
             }
             while pending:
                 finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -280,12 +283,17 @@ class LocalExecutor:
                         on_result(record)
                 if should_stop():
                     stop_event.set()
+            finished_all = True
+        finally:
+            # every record is in: the driver writes its outputs while the workers exit (~0.7 s
+            # of backend teardown); Python waits for them before this process ends
+            pool.shutdown(wait=not finished_all, cancel_futures=not finished_all)
 
 
 def worker_count(setting: int | str, jobs: int) -> int:
-    """``compare.workers``: a number, or ``auto``: one process per CPU core, at most one per job."""
+    """``compare.workers``: a number, or ``auto``: one process per usable CPU core, at most one per job."""
     if setting == "auto":
-        return max(1, min(os.cpu_count() or 1, jobs))
+        return max(1, min(usable_cores(), jobs))
     return int(setting)
 
 
@@ -295,13 +303,14 @@ _worker_sessions: dict = {}
 _worker_stop = None  # the driver's stop request (a multiprocessing Event), set by _start_worker
 
 
-def _start_worker(stop_event) -> None:
+def _start_worker(stop_event, shares: CoreShares) -> None:
     """Worker process initializer (spawned: the backend is imported fresh, by the first job)."""
     import signal
 
     global _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _worker_stop = stop_event
+    shares.take()  # before the backend starts: it sizes its thread pools by these cores
 
 
 def _worker(config_json: str, job: Job, files: DataFiles | None, threads: int) -> list[dict]:

@@ -8,11 +8,11 @@ logged epoch later than in-process pruning). Workers never touch the study or th
 
 from __future__ import annotations
 
-import os
 import queue as queue_module
 from collections.abc import Callable
 
 from ..config.schema import Config
+from ..cores import CoreShares
 from .trial import TrialOutcome, quiet_retracing, train_trial
 
 OnReport = Callable[[int, float, int], bool]  # (trial number, score, epoch) -> prune?
@@ -32,8 +32,9 @@ class TrialPool:
         self._queue = self._manager.Queue()
         self._prune = self._manager.dict()
         self._stop = self._manager.Event()
-        self._threads = max(1, (os.cpu_count() or 1) // workers)
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        shares = CoreShares(context, workers)  # each worker keeps to its own cores
+        self._threads = shares.threads
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=shares.take)
 
     def submit(self, number: int, settings: Config, seed: int, metric: str):
         """Start training one trial; returns its future (a :class:`TrialOutcome`)."""
