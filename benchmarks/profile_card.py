@@ -35,9 +35,11 @@ def main() -> None:
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--runs", type=int, default=20, help="runs in the program (compare.runs_per_program)")
     parser.add_argument("--epochs", type=int, default=3000)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (compare gives each worker 1 of 2)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU cores and threads (a compare worker has 1 of 2)")
     options = parser.parse_args()
     os.environ["BILSTM_BACKEND"] = options.backend
+    if hasattr(os, "sched_setaffinity"):  # as compare's worker: its own share of the cores
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: options.threads])
     phases: dict[str, float] = {}
 
     started = time.perf_counter()

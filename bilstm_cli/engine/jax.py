@@ -51,8 +51,6 @@ def predictor(model: keras.Model, device: DeviceInfo):
 class JaxEngine(Engine):
     """The :class:`~bilstm_cli.engine.base.Engine` on JAX."""
 
-    FUSED_GATES_IN_EVALUATION = True  # validation of 20 BiLSTM-20 copies 120 -> 71 ms (benchmarks/probe_cell.py)
-
     offer = OFFER
 
     def _compile_chunk(self):

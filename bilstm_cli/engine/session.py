@@ -100,6 +100,11 @@ class TrainingSession:
             copies=len(configs),
             total_steps=config.train.epochs * source.steps_per_epoch,
         )
+        self.evaluation_xla = self.jit_compile
+        if not self.offer.always_xla:
+            self.evaluation_xla = module.use_xla_in_evaluation(
+                config.train.jit_compile, self.jit_compile, source.timesteps, len(configs)
+            )
         scan = module.time_loop(source.timesteps, self.jit_compile)
         self.network = Network(trunk, _segments(configs), scan)
         program = Program(
@@ -121,6 +126,7 @@ class TrainingSession:
             learning_rates=[c.train.learning_rate for c in configs],
             jit_compile=self.jit_compile,
             device=device,
+            evaluation_jit_compile=self.evaluation_xla,
         )
 
     def restart(self, configs: Sequence[Config], seeds: Sequence[int]) -> None:
@@ -267,7 +273,7 @@ class TrainingSession:
             },
             "parameters": self.parameter_count(copy),
             "model": self.model_summary(copy),
-            "device": {**self.device.to_dict(), "xla": self.jit_compile},
+            "device": {**self.device.to_dict(), "xla": self.jit_compile, "xla_evaluation": self.evaluation_xla},
             "timing": {
                 "wall_seconds": wall_seconds,
                 "compile_seconds": compile_seconds,
