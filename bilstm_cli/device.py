@@ -94,11 +94,12 @@ def _select_jax(requested: str, threads: int | None) -> DeviceInfo:
     if requested == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX starts: skip probing for GPUs
     if threads:
-        # Eigen's matrix products on one thread each. (XLA's own thread pools follow the
-        # process's CPU affinity, which compare's and tune's workers set, see bilstm_cli.cores.)
-        # Read when JAX starts its runtime (below, on first use), after `import jax` (Keras').
+        # Eigen's matrix products on the calling thread. XLA has no flag for the size of its
+        # thread pools: they follow the process's CPU affinity, which compare's and tune's
+        # workers set (bilstm_cli.cores). Read when JAX starts its runtime (below, on first
+        # use), after `import jax` (Keras').
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     split = cpu_device_count()
     jax = backend.jax()
     if split > 1:

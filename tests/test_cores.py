@@ -1,0 +1,47 @@
+"""Worker processes' shares of the CPU cores (bilstm_cli/cores.py): real spawned processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from bilstm_cli.cores import CoreShares, core_shares, usable_cores
+
+needs_two_cores = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity and at least 2 usable cores",
+)
+
+
+def test_no_shares_where_there_is_nothing_to_split():
+    assert core_shares(1) is None
+    assert core_shares(usable_cores() + 1) is None
+
+
+@needs_two_cores
+def test_shares_are_disjoint_and_within_this_process_cores():
+    cores = set(os.sched_getaffinity(0))
+    shares = core_shares(2)
+    assert len(shares) == 2 and all(shares)
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] <= cores
+
+
+def _cores_of_this_process(_: int) -> frozenset[int]:
+    return frozenset(os.sched_getaffinity(0))
+
+
+@needs_two_cores
+def test_each_spawned_worker_keeps_to_its_own_share():
+    """What compare's and tune's pools do: each worker pins itself in its initializer."""
+    context = multiprocessing.get_context("spawn")
+    shares = CoreShares(context, 2)
+    assert shares.threads == len(shares.shares[0])
+    with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=shares.take) as pool:
+        # enough tasks that both workers start; each answers with its own affinity
+        seen = set(pool.map(_cores_of_this_process, range(8)))
+    # unpinned, a worker could use every core, which is no share
+    assert seen <= {frozenset(share) for share in shares.shares}
