@@ -106,9 +106,7 @@ def timed(call, reps):
 
 def jax_setup(threads):
     if threads == 1:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        )
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     import jax
 
     jax.config.update("jax_platforms", "cpu")

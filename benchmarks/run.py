@@ -81,9 +81,10 @@ def run_measured(command: list[str], env: dict | None = None, cwd: Path = ROOT) 
                 rss = pss = 0
                 for member in tree:
                     with contextlib.suppress(psutil.Error):  # a worker may end between the two calls
-                        full = member.memory_full_info()
-                        rss += full.rss
-                        pss += full.pss
+                        resident = member.memory_info().rss
+                        rss += resident
+                        # PSS where the system reports it (Linux), else the resident set
+                        pss += getattr(member.memory_full_info(), "pss", resident)
                 peak["rss"] = max(peak["rss"], rss / 2**20)
                 peak["pss"] = max(peak["pss"], pss / 2**20)
                 time.sleep(0.1)
@@ -103,7 +104,7 @@ def run_measured(command: list[str], env: dict | None = None, cwd: Path = ROOT) 
     return {
         "wall": wall,
         "peak_rss": max(peak["rss"], largest_child),
-        "peak_pss": max(peak["pss"], 0.0),
+        "peak_pss": peak["pss"] or peak["rss"],
         "output": output,
     }
 

@@ -4,12 +4,14 @@ Each worker keeps to its own share of the cores (its CPU affinity). XLA's CPU ru
 thread pools by the cores a process may use, not by any flag, so unpinned JAX workers each ran
 a pool as large as the machine and, two of them on two cores, lost a third of their time to each
 other (the card's comparison: 34 s -> 24 s pinned). TensorFlow's workers already keep to their
-``threads``; pinning also keeps their caches apart. Results do not depend on it: a pinned worker
-computes bit for bit what one process does (tested).
+``threads``. Results do not depend on it: a pinned worker computes bit for bit what one process
+does (tested). Shares are consecutive CPU numbers; pinning needs CPU affinity (Linux) and at
+least as many usable cores as workers, else workers run unpinned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -52,7 +54,9 @@ class CoreShares:
             slot = self._next.value
             self._next.value += 1
         if self.shares is not None:
-            os.sched_setaffinity(0, self.shares[slot % len(self.shares)])
+            # a cpuset or sandbox may refuse it: the worker then runs unpinned
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self.shares[slot % len(self.shares)])
 
 
 def current_cores() -> list[int] | None:

@@ -30,8 +30,22 @@ def test_shares_are_disjoint_and_within_this_process_cores():
     assert shares[0] | shares[1] <= cores
 
 
-def _cores_of_this_process(_: int) -> frozenset[int]:
-    return frozenset(os.sched_getaffinity(0))
+_barrier = None
+
+
+def _join(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _pin_and_join(shares: CoreShares, barrier) -> None:
+    shares.take()
+    _join(barrier)
+
+
+def _cores_of_this_process(_: int) -> tuple[int, frozenset[int]]:
+    _barrier.wait(timeout=60)  # both tasks run at once: two distinct workers answer
+    return os.getpid(), frozenset(os.sched_getaffinity(0))
 
 
 @needs_two_cores
@@ -40,8 +54,12 @@ def test_each_spawned_worker_keeps_to_its_own_share():
     context = multiprocessing.get_context("spawn")
     shares = CoreShares(context, 2)
     assert shares.threads == len(shares.shares[0])
-    with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=shares.take) as pool:
-        # enough tasks that both workers start; each answers with its own affinity
-        seen = set(pool.map(_cores_of_this_process, range(8)))
-    # unpinned, a worker could use every core, which is no share
-    assert seen <= {frozenset(share) for share in shares.shares}
+    barrier = context.Barrier(2)
+    with ProcessPoolExecutor(
+        max_workers=2, mp_context=context, initializer=_pin_and_join, initargs=(shares, barrier)
+    ) as pool:
+        answers = dict(pool.map(_cores_of_this_process, range(2)))
+    assert len(answers) == 2  # two processes
+    first, second = answers.values()
+    # unpinned, each could use every core; pinned, each keeps to its own share
+    assert {first, second} == {frozenset(share) for share in shares.shares}

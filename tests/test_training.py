@@ -225,6 +225,38 @@ def test_xla_is_a_choice_and_on_by_default_only_for_long_loops_without_sequence_
     assert use_xla(True, "cpu", 64, 1000, per_step) and not use_xla(False, "cpu", 64, 100, final_states)
 
 
+@pytest.mark.only_backend("tensorflow")
+def test_evaluation_is_xla_for_stacked_copies_on_a_cpu_unless_told_otherwise():
+    from bilstm_cli.engine.tensorflow import use_xla_in_evaluation
+
+    assert use_xla_in_evaluation("auto", False, "cpu", 10, 20)  # the card's programs: a graph trains
+    assert not use_xla_in_evaluation("auto", False, "cpu", 10, 1)  # one run: evaluation follows training
+    assert not use_xla_in_evaluation("auto", False, "gpu", 10, 20)  # measured on CPUs only
+    assert not use_xla_in_evaluation("auto", False, "cpu", 100, 20)  # a while loop (not measured)
+    assert not use_xla_in_evaluation(False, False, "cpu", 10, 20)  # an explicit false: nothing is XLA
+    assert use_xla_in_evaluation("auto", True, "gpu", 100, 1) and use_xla_in_evaluation(True, True, "cpu", 10, 1)
+
+
+@pytest.mark.only_backend("tensorflow")
+def test_a_comparison_records_xla_evaluation_and_scores_as_the_graph_does(tmp_path):
+    """Stacked copies evaluate under XLA (fused gates) and score what a plain graph scores."""
+    from bilstm_cli.compare.execute import job_data
+    from bilstm_cli.config.resolve import resolve_config
+    from bilstm_cli.device import select_device
+    from bilstm_cli.engine.session import TrainingSession
+
+    settings = ["train.epochs=4", "data.validation_size=64", "model.units=8", "train.seed=3"]
+    scores = {}
+    for setting in ("auto", "false"):
+        config = resolve_config(assignments=[*settings, f"train.jit_compile={setting}"])
+        data = job_data("generated", config, 3, None, {})
+        session = TrainingSession([config, config], [3, 4], data, select_device("cpu"))
+        assert session.evaluation_xla == (setting == "auto") and not session.jit_compile
+        session.compile()
+        scores[setting] = session.engine.evaluate(session.validation)
+    np.testing.assert_allclose(scores["auto"], scores["false"], rtol=2e-6)
+
+
 @pytest.mark.parametrize("steps", [40, 3])
 def test_a_layer_without_sequence_outputs_equals_one_with_them(steps):
     """Issue 24: a layer that returns only its final states no longer collects every step's

@@ -85,7 +85,7 @@ def _compare_plan(
         for job in jobs
     )
     workers = 1 if config.compare.executor == "ray" else worker_count(config.compare.workers, len(jobs))
-    # each worker process compiles its own programs; on the CPU, processes share its cores (the
+    # each worker process compiles its own programs; on the CPU, workers split its cores (the
     # probe used them all), so only GPUs are counted as running in parallel
     compiles = len(structures) if workers == 1 else max(len(structures), min(workers, len(jobs)))
     parallel = workers if session.device.kind == "gpu" else 1

@@ -266,6 +266,7 @@ class LocalExecutor:
         # a job's records come back as its future's result (they all exist when its program
         # ends); only the stop request needs sharing, and an Event needs no extra process
         stop_event = context.Event()
+        workers = min(workers, len(jobs))  # no more processes than jobs (the pool starts no more)
         shares = CoreShares(context, workers)  # each worker keeps to its own cores
         config_json = self.config.model_dump_json()
         pool = ProcessPoolExecutor(
@@ -286,7 +287,10 @@ class LocalExecutor:
             finished_all = True
         finally:
             # every record is in: the driver writes its outputs while the workers exit (~0.7 s
-            # of backend teardown); Python waits for them before this process ends
+            # of backend teardown); Python waits for them before this process ends. On an error
+            # the running jobs are told to stop first, so the error shows without waiting for them
+            if not finished_all:
+                stop_event.set()
             pool.shutdown(wait=not finished_all, cancel_futures=not finished_all)
 
 

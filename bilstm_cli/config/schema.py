@@ -195,7 +195,10 @@ class TrainConfig(Section):
     log_every: Optional[int] = Field(None, ge=1, description="epochs per logged row; null = about 20 rows")
     jit_compile: Union[bool, Literal["auto"]] = Field(
         "auto",
-        description="XLA for TensorFlow's training loop; auto = on for loops over 32 steps without sequence outputs",
+        description=(
+            "XLA for TensorFlow's training loop (evaluation follows it); auto = on for loops over 32 steps "
+            "without sequence outputs, long single runs, and stacked copies' evaluation on a CPU"
+        ),
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     refit: Refit = Field(default_factory=Refit)

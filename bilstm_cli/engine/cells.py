@@ -35,7 +35,7 @@ class LSTM:
         """``fused_gates``: one sigmoid over all four gates, then slices. The same function (the
         sigmoid is elementwise; values may differ in the last bit where a vectorised sigmoid
         does); XLA's CPU backend runs a forward pass ~1.7x faster that way, but its gradient
-        ~7% slower, so only evaluation uses it (on JAX)."""
+        ~7% slower, so only evaluation uses it, where it is XLA-compiled."""
         h, c = state
         z = xp_t + ops.matmul(h, recurrent)
         z = z + bias[:, None, :]

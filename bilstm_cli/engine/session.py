@@ -103,7 +103,7 @@ class TrainingSession:
         self.evaluation_xla = self.jit_compile
         if not self.offer.always_xla:
             self.evaluation_xla = module.use_xla_in_evaluation(
-                config.train.jit_compile, self.jit_compile, source.timesteps, len(configs)
+                config.train.jit_compile, self.jit_compile, device.kind, source.timesteps, len(configs)
             )
         scan = module.time_loop(source.timesteps, self.jit_compile)
         self.network = Network(trunk, _segments(configs), scan)

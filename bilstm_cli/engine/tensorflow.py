@@ -58,16 +58,18 @@ def use_xla(
 XLA_MIN_STEPS = 2000  # a single run this long earns back XLA's compile (see use_xla)
 
 
-def use_xla_in_evaluation(setting: bool | str, training_xla: bool, timesteps: int, copies: int) -> bool:
+def use_xla_in_evaluation(
+    setting: bool | str, training_xla: bool, device_kind: str, timesteps: int, copies: int
+) -> bool:
     """Whether to XLA-compile the evaluation call: as training where that is XLA or the setting
-    is explicit; ``auto``: also for stacked copies (compare's programs) of an unrolled loop, whose
-    forward pass alone XLA runs faster than the graph, with an LSTM's gates as one sigmoid.
+    is explicit; ``auto``: also for stacked copies (compare's programs) of an unrolled loop on a
+    CPU, whose forward pass alone XLA runs faster than the graph, with an LSTM's gates as one sigmoid.
     Measured (``python benchmarks/profile_card.py --backend tensorflow --epochs 600``, 20 copies
     of the card's BiLSTM-20, 20 validations of 1000 sequences): 1.32-1.52 s as a graph, 0.81-0.88 s
     with XLA, for ~0.1 s more compile with the program in the persistent cache (~0.8 s without)."""
     if training_xla or setting != "auto":
         return training_xla or bool(setting)
-    return copies >= 2 and timesteps <= MAX_UNROLLED_STEPS
+    return device_kind == "cpu" and copies >= 2 and timesteps <= MAX_UNROLLED_STEPS
 
 
 # Time loops up to this length are unrolled: a TensorFlow graph then runs each step's few ops
