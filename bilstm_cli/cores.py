@@ -34,18 +34,14 @@ def core_shares(workers: int) -> list[set[int]] | None:
     return [set(cores[index * size : (index + 1) * size]) for index in range(workers)]
 
 
-def threads_per_worker(workers: int, shares: list[set[int]] | None) -> int:
-    """CPU threads each worker's backend should use."""
-    return len(shares[0]) if shares else max(1, usable_cores() // workers)
-
-
 class CoreShares:
     """The shares of a pool's workers, handed out in start order (made in the driver, passed
     to each worker's initializer, which calls :meth:`take`)."""
 
     def __init__(self, context, workers: int):
         self.shares = core_shares(workers)
-        self.threads = threads_per_worker(workers, self.shares)
+        # CPU threads each worker's backend should use
+        self.threads = len(self.shares[0]) if self.shares else max(1, usable_cores() // workers)
         self._next = context.Value("i", 0)
 
     def take(self) -> None:

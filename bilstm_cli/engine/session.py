@@ -100,11 +100,9 @@ class TrainingSession:
             copies=len(configs),
             total_steps=config.train.epochs * source.steps_per_epoch,
         )
-        self.evaluation_xla = self.jit_compile
-        if not self.offer.always_xla:
-            self.evaluation_xla = module.use_xla_in_evaluation(
-                config.train.jit_compile, self.jit_compile, device.kind, source.timesteps, len(configs)
-            )
+        self.evaluation_xla = self.offer.always_xla or module.use_xla_in_evaluation(
+            config.train.jit_compile, self.jit_compile, device.kind, source.timesteps, len(configs)
+        )
         scan = module.time_loop(source.timesteps, self.jit_compile)
         self.network = Network(trunk, _segments(configs), scan)
         program = Program(
