@@ -14,7 +14,11 @@ with ``--subsample-seed``, the same files for bilstm and the baseline and for ev
 the TEST file is always the whole one.
 
 Usage: python benchmarks/datasets.py [--seeds N] [--data-dir DIR] [--only NAME ...] [--with-jv]
-                                     [--fractions F ...] [--no-baseline] [--out JSON]
+                                     [--fractions F ...] [--no-baseline] [--set KEY=VALUE ...]
+                                     [--out JSON]
+
+``--set train.folds=0`` measures the recipe as it was before the k-fold ensemble (one model,
+early stopping on a 20% split).
 """
 
 from __future__ import annotations
@@ -112,6 +116,9 @@ def main() -> int:
         "--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25], metavar="F",
         help="train on these stratified fractions of each TRAIN file (default 1 0.5 0.25)",
     )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="also pass --set KEY=VALUE to bilstm train"
+    )
     parser.add_argument("--subsample-seed", type=int, default=0, help="seed of the subsamples (default 0)")
     parser.add_argument("--out", type=Path, default=HERE / "datasets.json", help="the JSON results")
     args = parser.parse_args()
@@ -131,6 +138,7 @@ def main() -> int:
         for seed in seeds:
             out = work / f"{label.replace(' ', '-').replace('%', '')}-{seed}"
             command = [PYTHON, "-m", "bilstm_cli", "train", "--data", str(train), *RECIPE]
+            command += [flag for setting in args.set for flag in ("--set", setting)]
             command += ["--seed", str(seed), "--out", str(out), "--quiet"]
             wall, _ = run(command)
             metrics = json.loads((out / "metrics.json").read_text())
@@ -140,10 +148,13 @@ def main() -> int:
                 "seed": seed, "accuracy": score["accuracy"], "seconds": round(wall, 2),
                 "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
                 "stopped": metrics["stopped"], "refit": metrics.get("refit"), "selection": metrics.get("selection"),
+                "folds": metrics.get("folds"),
                 "command": " ".join(["bilstm", *command[3:]]),
             })  # fmt: skip
+            members = (metrics.get("folds") or {}).get("members")
+            best = [m["best_epoch"] for m in members] if members else metrics["best_epoch"]  # an ensemble's members'
             print(f"{label} seed {seed}: bilstm {score['accuracy']:.3f} in {wall:.1f}s "
-                  f"({metrics['epochs_run']} epochs, best {metrics['best_epoch']})", file=sys.stderr)  # fmt: skip
+                  f"({metrics['epochs_run']} epochs, best {best})", file=sys.stderr)  # fmt: skip
             if not args.no_baseline:
                 baseline = [PYTHON, str(HERE / "keras_baseline.py"), str(train), str(test), "--seed", str(seed)]
                 wall, printed = run([*baseline, "--json"])
@@ -168,7 +179,7 @@ def main() -> int:
     total = time.perf_counter() - started
     print(f"\n{len(seeds)} seed(s); seconds: wall time per subprocess on {os.cpu_count()} CPU(s); total {total:.0f}s")
     result = {
-        "recipe": RECIPE,
+        "recipe": RECIPE + [flag for setting in args.set for flag in ("--set", setting)],
         "seeds": seeds,
         "fractions": args.fractions,
         "subsample_seed": args.subsample_seed,

@@ -79,7 +79,9 @@ def test_training_a_file_with_no_flags_records_the_recipe(no_flags_run):
     metrics = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["train"]["early_stopping"]["enabled"] and config["data"]["standardize"]
-    assert config["data"]["validation_split"] == 0.2 and config["model"]["units"] == 64
+    assert config["train"]["folds"] == 5 and config["model"]["units"] == 64
+    series = read_dataset(str(EXAMPLE_TRAIN)).size
+    assert metrics["folds"]["k"] == 5 and metrics["final"]["validation_sequences"] == series  # all, out of fold
     assert 60 <= metrics["epochs_run"] <= 200 and metrics["final"]["val_accuracy"] >= 0.8  # easy classes
     assert "refit" not in metrics and not config["train"]["refit"]["enabled"]  # measured, and off
     assert sum(1 for event in events if event["event"] == "epoch") == metrics["epochs_run"]  # logged every epoch
@@ -103,11 +105,13 @@ def test_noisy_data_stops_early_and_keeps_the_best_weights(tmp_path):
     result = run_bilstm("train", "--data", path, "--seed", "2", "--out", tmp_path / "run", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["stopped"] == "early-stopping" and metrics["epochs_run"] < 200
-    history = np.genfromtxt(tmp_path / "run" / "history.csv", delimiter=",", names=True)
-    best = int(history["epoch"][np.nanargmin(history["val_loss"])])
-    assert metrics["best_epoch"] == best and metrics["epochs_run"] == max(best + 20, 60)  # patience 20, from 60
-    assert metrics["final"]["val_loss"] == pytest.approx(np.nanmin(history["val_loss"]), rel=1e-5)  # best kept
+    assert metrics["stopped"] == "early-stopping" and metrics["epochs_run"] < 200  # every member stopped
+    history = np.genfromtxt(tmp_path / "run" / "history-folds.csv", delimiter=",", names=True)
+    for member in metrics["folds"]["members"]:  # each of the ensemble's 5 members, on its own fold
+        own = history[history["fold"] == member["fold"]]
+        best = int(own["epoch"][np.nanargmin(own["val_loss"])])
+        assert member["best_epoch"] == best and member["epochs_run"] == max(best + 20, 60)  # patience 20, from 60
+        assert member["val_loss"] == pytest.approx(np.nanmin(own["val_loss"]), rel=1e-5)  # best kept
 
 
 def test_evaluate_and_predict_need_no_flags_either(no_flags_run, cli):

@@ -44,7 +44,9 @@ def run_dry_run(
 
 def _train_plan(config: Config, seeded: Config, out: str | None) -> dict[str, Any]:
     seed = seeded.train.seed
-    data = prepare_training_data(seeded.data, seed, seeded.train.class_weight, files=read_files(seeded.data))
+    data = prepare_training_data(
+        seeded.data, seed, seeded.train.class_weight, files=read_files(seeded.data), folds=seeded.train.folds
+    )
     session = TrainingSession([seeded], [seed], data, select_device(seeded.train.device))
     probe = measure(session)
     epochs = config.train.epochs

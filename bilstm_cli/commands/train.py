@@ -19,7 +19,7 @@ from ..data.prepare import prepare_training_data, read_files
 from ..device import select_device
 from ..engine.history import History
 from ..engine.loop import CopyProgress, EarlyStoppingState, FitCallbacks, FitResult, NonFiniteLoss, PlateauState
-from ..engine.session import TrainingSession
+from ..engine.session import TrainingSession, ensemble_result
 from ..errors import Interrupted, UsageError
 from ..fileio import atomic
 from ..fileio.files import write_csv, write_json
@@ -102,7 +102,7 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         run.run_dir = run_dir
         return run.refit(checkpoint_meta["selection"], (checkpoint_state, checkpoint_meta))
 
-    data = prepare_training_data(config.data, seed, config.train.class_weight, files=files)
+    data = prepare_training_data(config.data, seed, config.train.class_weight, files=files, folds=config.train.folds)
     session = TrainingSession([config], [seed], data, device)
     if resume is None:
         run_dir = directory.prepare_run_directory(
@@ -116,27 +116,34 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         f"(XLA {'on' if session.jit_compile else 'off'}, seed {seed}) -> {run_dir}"
     )
     reporter.message(_summary_line(session.model_summary()))
+    if config.train.folds and session.members == 1:
+        reporter.message(
+            f"train.folds={config.train.folds} does not apply: {config.data.train_path} is streamed "
+            "(larger than data.memory_limit); one model, validated on data.validation_split"
+        )
+    if session.members > 1:
+        reporter.message(
+            f"k-fold ensemble: {session.members} models, each trained on all but one fold of "
+            f"{data.train_size} sequences and early-stopped on that fold"
+        )
     compile_seconds = session.compile()
-    progress, start_epoch = CopyProgress(), 0
+    progress, start_epoch = [CopyProgress() for _ in range(session.members)], 0
     if checkpoint_state is not None:
         session.engine.load_state(checkpoint_state)
-        progress.history = History.from_dict(checkpoint_meta["history"])
         start_epoch = int(checkpoint_meta["epoch"])
-        progress.stopping = EarlyStoppingState.from_meta(checkpoint_meta.get("early_stopping"), best_state)
-        progress.plateau = PlateauState.from_meta(checkpoint_meta.get("plateau"))
-        partial = _restore_partial_epoch(progress, run_dir, checkpoint_meta)
+        partial = _restore_progress(progress, run_dir, checkpoint_meta, best_state)
         if finishing:
             # the finished checkpoint holds the final weights (early stopping's best already restored)
             reporter.message(f"{run_dir} finished at epoch {start_epoch}; writing its missing model and metrics")
-            stopped = "early-stopping" if start_epoch < config.train.epochs else None
-            elapsed = progress.history.elapsed[-1] if progress.history.elapsed else 0.0
-            result = FitResult(progress.history, start_epoch, stopped, progress.stopping.best_epoch, elapsed)
+            result = _finished_result(session, progress, start_epoch, config.train.epochs)
             return _save_outputs(run_dir, session, result, compile_seconds, started)
         within = f" (step {partial} of epoch {start_epoch + 1})" if partial else ""
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}{within}")
     refits = refit_applies(config)
     result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
     _write_history(run_dir, result.history)
+    if session.members > 1:
+        _write_member_histories(run_dir, progress)
     if not refits:
         return _save_outputs(run_dir, session, result, compile_seconds, started)
     selection = session.metrics(result, compile_seconds, time.perf_counter() - started)
@@ -164,6 +171,78 @@ def _restore_partial_epoch(progress: CopyProgress, run_dir: Path, meta: dict) ->
     return 0 if partial is None else len(partial)
 
 
+def _restore_progress(
+    progress: list[CopyProgress], run_dir: Path, meta: dict, best_state: list[np.ndarray] | None
+) -> int:
+    """Each copy's history, early stopping, plateau and partial epoch from a checkpoint (one
+    copy, or an ensemble's members: meta ``members``); returns the partial epoch's steps."""
+    if len(progress) == 1:
+        (only,) = progress
+        only.history = History.from_dict(meta["history"])
+        only.stopping = EarlyStoppingState.from_meta(meta.get("early_stopping"), best_state)
+        only.plateau = PlateauState.from_meta(meta.get("plateau"))
+        return _restore_partial_epoch(only, run_dir, meta)
+    best = list(best_state or [])
+    for copy, saved in zip(progress, meta["members"]):
+        count = int(saved["best_arrays"])
+        copy.history = History.from_dict(saved["history"])
+        copy.stopping = EarlyStoppingState.from_meta(saved["early_stopping"], best[:count] or None)
+        best = best[count:]
+        copy.plateau = PlateauState.from_meta(saved["plateau"])
+        copy.stopped = saved["stopped"]
+        copy.epochs_run = int(saved["epochs_run"])
+        copy.partial = [np.asarray(saved["partial"], np.float32).reshape(-1, 3)] if saved["partial"] else []
+    return max(copy.partial_steps for copy in progress)
+
+
+def _progress_meta(progress: list[CopyProgress], epoch: int) -> tuple[dict, list[np.ndarray], np.ndarray | None]:
+    """What a checkpoint saves of every copy's progress at ``epoch``: (meta entries, early
+    stopping's best arrays, the partial epoch's results of a single copy)."""
+    if len(progress) == 1:
+        (only,) = progress
+        partial = only.partial_results() if epoch == only.epochs_run else None
+        meta = {"early_stopping": only.stopping.to_meta(), "plateau": only.plateau.to_meta()}
+        return meta, only.stopping.best_state or [], partial
+    members, best = [], []
+    for copy in progress:
+        partial = copy.partial_results() if epoch == copy.epochs_run and copy.stopped is None else None
+        best_arrays = copy.stopping.best_state or []
+        best.extend(best_arrays)
+        members.append(
+            {
+                "history": copy.history.to_dict(),
+                "early_stopping": copy.stopping.to_meta(),
+                "plateau": copy.plateau.to_meta(),
+                "stopped": copy.stopped,
+                "epochs_run": copy.epochs_run,
+                "best_arrays": len(best_arrays),
+                # float32 values survive JSON exactly, so a resumed epoch records the same scores
+                "partial": partial.tolist() if partial is not None and len(partial) else [],
+            }
+        )
+    return {"members": members}, best, None
+
+
+def _finished_result(session: TrainingSession, progress: list[CopyProgress], epoch: int, epochs: int) -> FitResult:
+    """The result of a run whose finished checkpoint (at ``epoch``) is being turned into outputs."""
+    results = []
+    for copy in progress:
+        elapsed = copy.history.elapsed[-1] if copy.history.elapsed else 0.0
+        if len(progress) == 1:  # one copy's checkpoint does not record these: its epoch tells
+            stopped, epochs_run = ("early-stopping" if epoch < epochs else None), epoch
+        else:
+            stopped, epochs_run = copy.stopped, copy.epochs_run
+        results.append(FitResult(copy.history, epochs_run, stopped, copy.stopping.best_epoch, elapsed))
+    session.member_results = results
+    return results[0] if len(results) == 1 else ensemble_result(results)
+
+
+def _write_member_histories(run_dir: Path, progress: list[CopyProgress]) -> None:
+    """``history-folds.csv``: every member's epochs, with its fold (history.csv has their mean)."""
+    rows = [(fold, *row) for fold, copy in enumerate(progress) for row in copy.history.rows()]
+    write_csv(run_dir / FOLD_HISTORY, ("fold", *History.COLUMNS), rows)
+
+
 REFIT = "refit"  # checkpoint meta "phase" of a run's refit
 STOPPING = "stopping at the next safe point to save a checkpoint (press again to quit at once)"
 
@@ -179,7 +258,7 @@ class _Run:
     def phase(
         self,
         session: TrainingSession,
-        progress: CopyProgress,
+        progress: list[CopyProgress],
         start_epoch: int,
         meta_extra: dict,
         events: bool,
@@ -189,11 +268,13 @@ class _Run:
         """Train ``session`` from ``start_epoch`` with checkpoints (their meta with
         ``meta_extra``); the last checkpoint is marked finished when ``finish``."""
         run_dir, reporter, config = self.run_dir, self.reporter, session.configs[0]
-        history, stopping = progress.history, progress.stopping
+        history = progress[0].history if len(progress) == 1 else None
 
         def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
             state = session.engine.state()
-            partial = progress.partial_results() if epoch == progress.epochs_run else None
+            if len(progress) > 1:  # an ensemble's: the members' mean (each member's is in the meta)
+                current_history = History.mean([copy.history for copy in progress])
+            progress_meta, best, partial = _progress_meta(progress, epoch)
             if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
                 # never replace the last good checkpoint with broken weights
                 if partial is not None and len(partial):  # part-way through epoch + 1: it broke them
@@ -204,13 +285,12 @@ class _Run:
                 "seed": config.train.seed,
                 "history": current_history.to_dict(),
                 "finished": finished,
-                "early_stopping": stopping.to_meta(),
-                "plateau": progress.plateau.to_meta(),
+                **progress_meta,
                 **meta_extra,
             }
             if partial is not None and len(partial):
                 meta["partial_steps"] = len(partial)
-            save_checkpoint(run_dir, state, meta, stopping.best_state, partial)
+            save_checkpoint(run_dir, state, meta, best or None, partial)
 
         recorded = stdin_data.recorded_config(self.config, self.found)
         log = _open_events(recorded, run_dir, start_epoch) if events else None
@@ -218,17 +298,19 @@ class _Run:
         def on_log(record) -> None:
             reporter.on_log(record)
             if log is not None:
-                log.write_epochs(_columns(history), record.epoch)
+                logged = history if history is not None else History.mean([copy.history for copy in progress])
+                log.write_epochs(_columns(logged), record.epoch)
 
         if meta_extra and start_epoch == 0:
             checkpoint(0, history)  # a run stopped before the phase's first checkpoint resumes it
         reporter.start(start_epoch)
-        written = history  # the epochs to put in the event files when training ends, however it ends
+        written = history if history is not None else History.mean([copy.history for copy in progress])
         try:
             with StopRequest(STOPPING) as stop:
                 # the early-stopping state comes in on resume, and the checkpoint callback saves it
                 callbacks = FitCallbacks(on_log, reporter.on_progress, checkpoint, lambda: stop.requested)
-                (result,) = session.fit(callbacks, start_epoch, [progress])
+                (result,) = session.fit(callbacks, start_epoch, progress)
+                written = result.history
         except Exception as exc:
             reporter.close()
             if isinstance(exc, NonFiniteLoss):
@@ -247,6 +329,8 @@ class _Run:
 
         if result.stopped == "interrupted":
             _write_history(run_dir, result.history, history_file)
+            if len(progress) > 1:
+                _write_member_histories(run_dir, progress)
             checkpoint(result.epochs_run, result.history)
             raise Interrupted(
                 f"interrupted at epoch {result.epochs_run}/{config.train.epochs}"
@@ -273,6 +357,7 @@ class _Run:
             progress.history = History.from_dict(meta["history"])
             start_epoch = int(meta["epoch"])
             _restore_partial_epoch(progress, self.run_dir, meta)
+        progress = [progress]
         if hasattr(reporter, "set_total"):
             reporter.set_total(config.train.epochs)
         reporter.message(
@@ -281,7 +366,7 @@ class _Run:
             + (f", resuming at epoch {start_epoch}" if start_epoch else "")
         )
         if checkpoint is not None and checkpoint[1].get("finished"):
-            result = FitResult(progress.history, start_epoch, None, None, 0.0)
+            result = FitResult(progress[0].history, start_epoch, None, None, 0.0)
         else:
             meta_extra = {"phase": REFIT, "selection": selection}
             result = self.phase(session, progress, start_epoch, meta_extra, False, True, REFIT_HISTORY)
@@ -300,6 +385,7 @@ class _Run:
 
 
 REFIT_HISTORY = "history-refit.csv"
+FOLD_HISTORY = "history-folds.csv"  # a k-fold ensemble's members, one row per fold and epoch
 
 
 def _save_outputs(
@@ -321,12 +407,18 @@ def _save_outputs(
 
 
 def _summary_line(summary: dict[str, Any]) -> str:
-    """``model: length_mask LengthMask, bilstm_0 Bidirectional(LSTM, concat) 3,520, ...; 3,561 parameters``."""
-    layers = ", ".join(
-        f"{layer['name']} {layer['type']}" + (f" {layer['parameters']:,}" if layer["parameters"] else "")
-        for layer in summary["layers"]
-    )
-    return f"model: {layers}; {summary['parameters']:,} parameters"
+    """``model: length_mask LengthMask, bilstm_0 Bidirectional(LSTM, concat) 3,520, ...; 3,561 parameters``;
+    a k-fold ensemble's members once: ``5 x (bilstm_0 ..., head Dense 387), ensemble Average``."""
+
+    def text(layer: dict, name: str) -> str:
+        return f"{name} {layer['type']}" + (f" {layer['parameters']:,}" if layer["parameters"] else "")
+
+    shared = [text(layer, layer["name"]) for layer in summary["layers"] if not layer["name"].startswith("fold")]
+    member = [text(layer, layer["name"][6:]) for layer in summary["layers"] if layer["name"].startswith("fold0_")]
+    if member:
+        members = sum(1 for layer in summary["layers"] if layer["name"].startswith("fold") and "head" in layer["name"])
+        shared.insert(len(shared) - 1, f"{members} x ({', '.join(member)})")
+    return f"model: {', '.join(shared)}; {summary['parameters']:,} parameters"
 
 
 def _pinned(config: Config) -> bool:

@@ -88,12 +88,19 @@ def run_job(
     tests = scoring.test_scores()
     seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
     keep = config.compare.save_models != "none"
-    scores = (session.validation_scores(), tests) if keep else None  # once for all the kept models
+    ensembles = session.members > 1
+    validation = session.validation_scores() if keep or ensembles else None
+    member_scores = session.member_validation_scores() if ensembles else None
+    scores = (validation, tests) if keep else None  # once for all the kept models
     copy = 0
     for part in job.parts:
         for repeat in part.repeats:
             test = None if tests is None else (float(tests[copy, 0]), float(tests[copy, 1]))
-            record = run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds)
+            # an ensemble's validation score: its members' on their own folds (out of fold)
+            pooled = validation[copy] if ensembles and validation is not None else None
+            record = run_record(job, part, repeat, seeds[repeat], session, copy, results[copy], test, seconds, pooled)
+            if ensembles:
+                record["folds"] = session.fold_summary(copy, member_scores)
             if keep:  # the driver writes it (see compare/saved_models.py)
                 record[SAVED_MODEL] = saved_model(
                     scoring, copy, seeds[repeat], results[copy], compile_seconds, seconds, scores
@@ -134,16 +141,26 @@ def job_data(
     """
     from ..data.prepare import prepare_training_data
 
-    key = f"{dataset}:{seed}:{settings.data.model_dump_json()}:{settings.train.class_weight}"
+    train = settings.train
+    key = f"{dataset}:{seed}:{settings.data.model_dump_json()}:{train.class_weight}:{train.folds}"
     if key not in prepared:
         if files is not None:
             files.check_readable()  # a streamed file is read from its path, here too
-        prepared[key] = prepare_training_data(settings.data, seed, settings.train.class_weight, files)
+        prepared[key] = prepare_training_data(settings.data, seed, train.class_weight, files, train.folds)
     return prepared[key]
 
 
 def run_record(
-    job: Job, part: Part, repeat: int, seed: int, session: TrainingSession, copy: int, result: FitResult, test, seconds
+    job: Job,
+    part: Part,
+    repeat: int,
+    seed: int,
+    session: TrainingSession,
+    copy: int,
+    result: FitResult,
+    test,
+    seconds,
+    validation=None,
 ) -> dict:
     """What the driver stores for one finished run (``results/<dataset>/<variant>__repeat-NNN.json``)."""
     return {
@@ -156,7 +173,7 @@ def run_record(
         "epochs_run": result.epochs_run,
         "stopped": result.stopped,
         "best_epoch": result.best_epoch,
-        "final": final_scores(result, test),
+        "final": final_scores(result, test, validation),
         "seconds": seconds,
         "worker": {"pid": os.getpid(), "cores": current_cores(), "versions": worker_versions()},
     }
@@ -191,11 +208,14 @@ def saved_model(
     }
 
 
-def final_scores(result: FitResult, test: tuple[float, float] | None) -> dict:
+def final_scores(result: FitResult, test: tuple[float, float] | None, validation=None) -> dict:
     """The scores a run is judged by: on the test set when there is one, else the validation
-    scores of the weights the run ended with (the best epoch's, with early stopping)."""
+    scores of the weights the run ended with (the best epoch's, with early stopping; a k-fold
+    ensemble's: ``validation``, its members' pooled out-of-fold scores)."""
     if test is not None:
         return {"split": "test", "loss": test[0], "accuracy": test[1]}
+    if validation is not None:
+        return {"split": "validation", "loss": float(validation[0]), "accuracy": float(validation[1])}
     history = result.history
     logged = history.logged()
     if not logged:

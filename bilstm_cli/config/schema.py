@@ -202,10 +202,29 @@ class TrainConfig(Section):
     )
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     refit: Refit = Field(default_factory=Refit)
+    folds: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="k-fold ensemble (training file, no validation file): k models trained as one program, "
+        "each on all but one stratified fold and early-stopped on that fold; the saved model averages "
+        "their probabilities; 0 = off",
+    )
     class_weight: Union[None, Literal["balanced"], dict[str, float]] = None
     checkpoint_every: Optional[int] = Field(
         None, ge=1, description="epochs between checkpoints; null = at logged rows, at most every 30 s"
     )
+
+    @model_validator(mode="after")
+    def _check_folds(self) -> TrainConfig:
+        if self.folds == 1:
+            raise ValueError("train.folds=1 is not a k-fold ensemble; use 0 (off) or 2 or more")
+        if self.folds and self.refit.enabled:
+            raise ValueError(
+                "train.folds and train.refit are two ways to use every training sequence; "
+                "choose one (--set train.refit.enabled=false or --set train.folds=0)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_optimizer(self) -> TrainConfig:

@@ -14,6 +14,7 @@ SPLIT_STREAM = 4
 STANDARDIZE_STREAM = 5
 INITIAL_WEIGHTS_STREAM = 6  # a run's initial weights (engine/initializers.py)
 DROPOUT_STREAM = 7  # a run's dropout masks
+FOLD_STREAM = 8  # the seeds of a k-fold ensemble's members (data/folds.py)
 
 
 def cumulative_sum_task(

@@ -20,6 +20,7 @@ from ..errors import ConfigError, DataError
 from ..limits import GIB, MAX_BATCH_BYTES
 from .batches import Batches, DatasetSource, OnlineSource, balanced_class_weights, balanced_weights, make_batches
 from .dataset import PER_STEP, Dataset
+from .folds import FoldSource, fold_validation, member_layout, stratified_folds
 from .generator import SPLIT_STREAM, STANDARDIZE_STREAM, VALIDATION_STREAM, cumulative_sum_task, stream_rng
 from .labels import align_labels
 from .spec import ModelSpec
@@ -44,6 +45,22 @@ class TrainingData:
     test: Dataset | StreamedBatches | None = None  # final scores are reported on it when given
     train_stream: StreamedFile | None = None  # a training file larger than data.memory_limit
     train_chunks: list[int] | None = None  # its chunks that train (the others may validate)
+    folds: list[np.ndarray] | None = None  # train.folds: each member's validation fold (data/folds.py)
+
+    @property
+    def members(self) -> int:
+        """Models per run: the folds of a k-fold ensemble, else 1."""
+        return len(self.folds) if self.folds else 1
+
+    def member_source(self, batch_size: int, seed: int, fold: int) -> FoldSource:
+        """The training batches of an ensemble's member ``fold`` (all sequences outside it)."""
+        batch, steps = member_layout(self.train_dataset, self.folds, batch_size)
+        kept = np.setdiff1d(np.arange(self.train_dataset.size), self.folds[fold])
+        return FoldSource(self.train_dataset.subset(kept), batch, steps, seed, self.class_weights)
+
+    def fold_validation_batches(self, runs: int) -> Batches:
+        """Each member's fold, for ``runs`` ensembles side by side (see :func:`fold_validation`)."""
+        return fold_validation(self.train_dataset, self.folds, runs, EVALUATION_BATCH)
 
     def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource | StreamSource:
         """The training batches of one run; the seed picks the sequences / the shuffles."""
@@ -142,7 +159,7 @@ def read_files(data: DataConfig) -> DataFiles | None:
 
 
 def prepare_training_data(
-    data: DataConfig, seed: int, class_weight: ClassWeight = None, files: DataFiles | None = None
+    data: DataConfig, seed: int, class_weight: ClassWeight = None, files: DataFiles | None = None, folds: int = 0
 ) -> TrainingData:
     """Load or generate the data named by ``data`` and validate it, before any run starts.
 
@@ -151,7 +168,16 @@ def prepare_training_data(
         seed: the run's seed (picks the standardisation sample and the validation split).
         class_weight: ``train.class_weight``.
         files: the section's files when they were read already (see :func:`read_files`).
+        folds: ``train.folds``: k >= 2 splits the training file into k stratified folds (a
+            k-fold ensemble's validation) instead of a validation split; a file streamed in
+            chunks (larger than ``data.memory_limit``) trains one model on the split instead.
     """
+    if folds and (data.train_path is None or data.val_path is not None):
+        raise ConfigError(
+            f"train.folds={folds} splits a training file into validation folds, "
+            + ("so it needs data.train_path" if data.train_path is None else "so it cannot take a validation file"),
+            "set train.folds=0" + ("" if data.train_path is None else ", or remove --val-data / data.val_path"),
+        )
     if data.train_path is None:
         for name, count in (("samples_per_epoch", data.samples_per_epoch), ("validation_size", data.validation_size)):
             needed = count * data.timesteps * BYTES_PER_STEP
@@ -182,7 +208,7 @@ def prepare_training_data(
         return TrainingData(data, spec, None, None, validation, standardization, weights, data.timesteps)
 
     files = files if files is not None else read_files(data)
-    if isinstance(files.train, StreamedFile):
+    if isinstance(files.train, StreamedFile):  # folds need the file in memory: one model, the split
         return _streamed_training_data(data, seed, class_weight, files)
     train, validation, test = files.train, files.validation, files.test
     present = np.unique(train.valid_labels())
@@ -192,7 +218,10 @@ def prepare_training_data(
             f"{data.train_path}: every label is {name!r}; a classifier needs at least two classes to learn",
             "check the label column, or add examples of the other classes",
         )
-    if validation is None and data.validation_split > 0:
+    fold_sets = None
+    if folds:
+        fold_sets = stratified_folds(train, folds, seed, data.train_path)
+    elif validation is None and data.validation_split > 0:
         train, validation = stratified_split(train, data.validation_split, seed)
     num_classes = train.num_classes
     validation = _aligned(validation, train.classes, num_classes, train.timesteps, data.val_path or data.train_path)
@@ -200,7 +229,9 @@ def prepare_training_data(
     spec = ModelSpec(features=train.features, num_classes=num_classes, task=train.task)
     weights = _class_weights(class_weight, train, num_classes, train.classes)
     standardization = _standardization(data.standardize, train)
-    return TrainingData(data, spec, train.classes, train, validation, standardization, weights, train.timesteps, test)
+    return TrainingData(
+        data, spec, train.classes, train, validation, standardization, weights, train.timesteps, test, folds=fold_sets
+    )
 
 
 def _streamed_training_data(data: DataConfig, seed: int, class_weight: ClassWeight, files: DataFiles) -> TrainingData:

@@ -8,7 +8,7 @@ snapshots for checkpoints and best weights, and the pure training step itself (w
 ``keras.ops``). A backend module subclasses it and implements only:
 
 - :meth:`Engine._compile_chunk`: the compiled loop of optimizer steps (gradients included);
-- :meth:`Engine._compile_evaluation`: the compiled scoring of shared evaluation batches;
+- :meth:`Engine._compile_evaluation`: the compiled scoring of evaluation batches (per copy, or per ensemble);
 - :meth:`Engine._to_backend` / :meth:`Engine._to_numpy`: moving arrays in and out;
 - :meth:`Engine._uniform`: per-copy random numbers for dropout;
 
@@ -132,7 +132,7 @@ class Engine:
         self._state = None
         self.reset(seeds)
         self._chunk_call = self._compile_chunk()
-        self._evaluate_call = self._compile_evaluation()
+        self._evaluate_calls = {1: self._compile_evaluation(1)}  # by ensemble members
 
     # ------------------------------------------------------------------------ backend's part
 
@@ -141,7 +141,7 @@ class Engine:
         steps of :meth:`_training_step` (metrics ``(steps_per_call, C, 3)``)."""
         raise NotImplementedError
 
-    def _compile_evaluation(self):
+    def _compile_evaluation(self, members: int = 1):
         """A compiled ``(params, data) -> (C, 3)`` summing :meth:`_evaluation_terms` over the
         shared batches ``data``."""
         raise NotImplementedError
@@ -212,17 +212,25 @@ class Engine:
             masks.append(ops.cast(uniform >= rate, "float32") / (1 - rate))
         return masks
 
-    def _evaluation_terms(self, params, x, lengths, y, mask):
-        """(C, 3) on one shared batch (no dropout, no class weights)."""
+    def _evaluation_terms(self, params, x, lengths, y, mask, members: int = 1):
+        """(C, 3) on one batch (no dropout, no class weights): shared by every copy (``lengths``
+        ``(B,)``), or each copy's own (a leading copy axis: ``lengths`` ``(C, B)``, k-fold
+        validation). ``members`` > 1: every ``members`` consecutive copies are one ensemble,
+        scored on their averaged probabilities: ``(C / members, 3)``."""
         copies = self.program.copies
-        x = ops.broadcast_to(x[None], (copies, *x.shape))
-        lengths = ops.broadcast_to(lengths[None], (copies, *lengths.shape))
-        y = ops.broadcast_to(y[None], (copies, *y.shape))
-        mask = ops.broadcast_to(mask[None], (copies, *mask.shape))
+        if len(lengths.shape) == 1:
+            x = ops.broadcast_to(x[None], (copies, *x.shape))
+            lengths = ops.broadcast_to(lengths[None], (copies, *lengths.shape))
+            y = ops.broadcast_to(y[None], (copies, *y.shape))
+            mask = ops.broadcast_to(mask[None], (copies, *mask.shape))
         network, standardization = self.program.network, self.program.standardization
         # an LSTM's gates as one sigmoid (see cells.LSTM.step): XLA runs that forward pass 1.7x faster
         fused = self.evaluation_jit_compile
         predictions = network.forward(params, x, lengths, standardization, None, fused)
+        if members > 1:  # shared batches: each ensemble's members saw the same sequences
+            runs = copies // members
+            predictions = ops.mean(ops.reshape(predictions, (runs, members, *predictions.shape[1:])), axis=1)
+            y, mask = y[:runs], mask[:runs]
         return self._terms(predictions, y, mask, mask)
 
     # ------------------------------------------------------------------------ state
@@ -341,15 +349,30 @@ class Engine:
         self._state, metrics = self._chunk_call(self._state, self._to_backend(data), np.int32(count), self._hyper())
         return np.asarray(self._to_numpy(metrics))
 
-    def evaluate(self, batches: Batches | StreamedBatches) -> np.ndarray:
-        """``(C, 2)``: every copy's mean loss and accuracy on shared batches (no class weights);
-        a streamed set is scored a part at a time and its totals summed."""
+    def evaluate(self, batches: Batches | StreamedBatches, members: int = 1) -> np.ndarray:
+        """``(C, 2)``: every copy's mean loss and accuracy (no class weights), see
+        :meth:`evaluation_totals`; ``members`` > 1: each ensemble's, ``(C / members, 2)``."""
+        return mean_scores(self.evaluation_totals(batches, members))
+
+    def evaluation_totals(self, batches: Batches | StreamedBatches, members: int = 1) -> np.ndarray:
+        """``(C, 3)``: every copy's loss sum, positions and correct predictions on ``batches``:
+        shared ones, or each copy's own (arrays ``(steps, C, B, ...)``); a streamed set is scored
+        a part at a time and its totals summed. ``members`` > 1: per ensemble of that many
+        consecutive copies, on shared batches."""
+        if members not in self._evaluate_calls:
+            self._evaluate_calls[members] = self._compile_evaluation(members)
+        call = self._evaluate_calls[members]
         totals = 0.0
         for part in batches.parts():
             data = self._to_backend((part.x, part.lengths, part.y, part.mask))
-            totals = totals + np.asarray(self._to_numpy(self._evaluate_call(self._state[0], data)), np.float64)
-        positions = np.maximum(totals[:, 1], 1.0)
-        return np.stack([totals[:, 0] / positions, totals[:, 2] / positions], axis=1)
+            totals = totals + np.asarray(self._to_numpy(call(self._state[0], data)), np.float64)
+        return totals
+
+
+def mean_scores(totals: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` mean loss and accuracy from ``(N, 3)`` evaluation totals."""
+    positions = np.maximum(totals[:, 1], 1.0)
+    return np.stack([totals[:, 0] / positions, totals[:, 2] / positions], axis=1)
 
 
 def copy_terms(spec: ModelSpec, y, predictions, mask, weight):
@@ -385,4 +408,4 @@ def _stream_arrays(parts: Sequence[Batches]) -> tuple:
     return tuple(np.stack(arrays, axis=1) for arrays in zip(*(p.arrays() for p in parts)))
 
 
-__all__ = ["BackendOffer", "Engine", "Program", "batch_terms", "copy_terms"]
+__all__ = ["BackendOffer", "Engine", "Program", "batch_terms", "copy_terms", "mean_scores"]

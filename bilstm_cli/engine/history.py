@@ -52,6 +52,22 @@ class History:
         unknown = [math.nan] * len(data["epoch"])
         return cls(*(list(data.get(name, unknown)) for name in cls.COLUMNS))
 
+    @classmethod
+    def mean(cls, histories: list[History]) -> History:
+        """A k-fold ensemble's history: at each epoch, the mean of the members that trained it
+        (members stop apart), its largest elapsed time and its first member's rate."""
+        longest = max(histories, key=len)
+        merged = cls(epoch=list(longest.epoch))
+        for index in range(len(longest)):
+            ran = [history for history in histories if len(history) > index]
+            for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                values = [getattr(history, name)[index] for history in ran]
+                values = [value for value in values if value is not None and not math.isnan(value)]  # JSON: null
+                getattr(merged, name).append(sum(values) / len(values) if values else math.nan)
+            merged.learning_rate.append(ran[0].learning_rate[index])
+            merged.elapsed.append(max(history.elapsed[index] for history in ran))
+        return merged
+
     def logged(self) -> list[int]:
         """Indices of epochs with a validation score."""
         return validation_points({"val_loss": self.val_loss})

@@ -67,14 +67,14 @@ class JaxEngine(Engine):
 
         return jax.jit(chunk, donate_argnums=0)
 
-    def _compile_evaluation(self):
-        copies = self.program.copies
+    def _compile_evaluation(self, members: int = 1):
+        scored = self.program.copies // members
 
         def evaluation(params, data):
             def body(total, batch):
-                return total + self._evaluation_terms(params, *batch), None
+                return total + self._evaluation_terms(params, *batch, members=members), None
 
-            return jax.lax.scan(body, jnp.zeros((copies, 3), jnp.float32), data)[0]
+            return jax.lax.scan(body, jnp.zeros((scored, 3), jnp.float32), data)[0]
 
         return jax.jit(evaluation)
 

@@ -73,12 +73,15 @@ class FitPlan:
 
 @dataclass
 class FitCallbacks:
-    """``on_log`` and ``on_checkpoint`` report copy 0 (``train`` trains one copy)."""
+    """``on_log`` reports the mean of ``log_copies`` still training (``train``: its one copy, or
+    its ensemble's members); ``on_checkpoint`` is called while any copy trains, with copy 0's
+    history (``progress``, updated in place, holds every copy's)."""
 
     on_log: Callable[[LogRecord], None] = lambda record: None
     on_progress: Callable[[int], None] = lambda epoch: None
     on_checkpoint: Callable[[int, History], None] = lambda epoch, history: None
     should_stop: Callable[[], bool] = lambda: False
+    log_copies: tuple[int, ...] = (0,)
 
 
 @dataclass
@@ -202,12 +205,16 @@ def fit(
     copies = len(engine.active)
     progress = list(progress) if progress is not None else [CopyProgress() for _ in range(copies)]
     for copy, run in enumerate(progress):
+        if run.stopped == "early-stopping":  # resumed: it stopped before the checkpoint, and stays frozen
+            engine.active[copy] = False
+            continue
         run.epochs_run = run.window_start = plan.start_epoch
         if run.plateau.learning_rate is not None:  # resumed after the rate was lowered
             engine.set_learning_rate(copy, run.plateau.learning_rate)
     epoch = plan.start_epoch
-    offset = progress[0].partial_steps  # steps of epoch + 1 trained already (resumed mid-epoch)
-    elapsed_before = progress[0].history.elapsed[-1] if progress[0].history.elapsed else 0.0
+    # steps of epoch + 1 trained already (resumed mid-epoch): the same for every copy still training
+    offset = max(run.partial_steps for run in progress)
+    elapsed_before = max((run.history.elapsed[-1] for run in progress if run.history.elapsed), default=0.0)
     started = time.perf_counter()
     steps_per_epoch = sources[0].steps_per_epoch
     epochs_per_call = max(1, engine.steps_per_call // steps_per_epoch)
@@ -241,7 +248,7 @@ def fit(
                     progress[copy].partial.append(results[:, copy])
                 offset = stop
                 if offset < steps_per_epoch:
-                    if not progress[0].stopped and time.perf_counter() - last_checkpoint >= plan.checkpoint_seconds:
+                    if engine.active.any() and time.perf_counter() - last_checkpoint >= plan.checkpoint_seconds:
                         callbacks.on_checkpoint(epoch, progress[0].history)
                         last_checkpoint = time.perf_counter()
                     continue
@@ -276,7 +283,7 @@ def fit(
             logged = epoch % plan.log_every == 0 or epoch == plan.epochs
             if logged:
                 _validate(engine, validation, epoch, plan, progress, callbacks)
-            if not progress[0].stopped and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
+            if engine.active.any() and _checkpoint_due(plan, epoch, logged, time.perf_counter() - last_checkpoint):
                 callbacks.on_checkpoint(epoch, progress[0].history)
                 last_checkpoint = time.perf_counter()
     finally:
@@ -295,8 +302,10 @@ def fit(
 
 
 def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, callbacks) -> None:
-    """Score every active copy at a logged epoch; log copy 0; apply early stopping per copy."""
+    """Score every active copy at a logged epoch; log the mean of ``callbacks.log_copies``
+    still training; apply early stopping per copy."""
     scores = engine.evaluate(validation) if validation is not None else None
+    records = []
     for copy in np.flatnonzero(engine.active):
         run = progress[copy]
         history = run.history
@@ -306,9 +315,9 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
             if not math.isfinite(val_loss):  # this epoch's update broke the weights
                 raise NonFiniteLoss(epoch, history.truncate(len(history) - 1), int(copy))
             history.val_loss[-1], history.val_accuracy[-1] = val_loss, val_accuracy
-        if copy == 0:
+        if copy in callbacks.log_copies:
             window = epoch - run.window_start
-            callbacks.on_log(
+            records.append(
                 LogRecord(
                     epoch,
                     _window_mean(history.loss, window),
@@ -334,6 +343,27 @@ def _validate(engine: Trainer, validation, epoch: int, plan: FitPlan, progress, 
             ):
                 run.stopped = "early-stopping"
                 engine.active[copy] = False  # frozen from the next step on
+    if records:
+        callbacks.on_log(records[0] if len(records) == 1 else _mean_record(records))
+
+
+def _mean_record(records: list[LogRecord]) -> LogRecord:
+    """The logged row of several copies (an ensemble's members): their mean scores."""
+
+    def mean(values):
+        values = [value for value in values if value is not None]
+        return float(np.mean(values)) if values else None
+
+    first = records[0]
+    return LogRecord(
+        first.epoch,
+        mean([r.loss for r in records]),
+        mean([r.accuracy for r in records]),
+        mean([r.val_loss for r in records]),
+        mean([r.val_accuracy for r in records]),
+        max(r.elapsed for r in records),
+        first.learning_rate,
+    )
 
 
 def _reduce_on_plateau(engine: Trainer, copy: int, plateau: PlateauState, val_loss: float, epoch: int, plan) -> None:

@@ -17,12 +17,14 @@ from .. import backend
 from ..config.program import program_key
 from ..config.schema import Config, default_log_every
 from ..config.variants import model_variant_name
+from ..data.folds import member_seed
 from ..data.prepare import TrainingData
 from ..device import DeviceInfo, spread_over
 from ..errors import UsageError
-from ..model.build import build_model
+from ..model.build import build_model, member_prefix
 from . import for_backend
-from .base import Engine, Program
+from .base import Engine, Program, mean_scores
+from .history import History
 from .keras_model import copy_weights, load_into
 from .loop import CopyProgress, FitCallbacks, FitPlan, FitResult, fit
 from .network import Network, Segment, Trunk
@@ -69,14 +71,18 @@ class TrainingSession:
             raise ValueError("runs of one program must differ only in model variant, learning rate and seed")
         config = configs[0]
         self.configs, self.seeds, self.data = list(configs), [int(s) for s in seeds], data
+        self.members = data.members  # models per run: a k-fold ensemble's, else 1
         self.log_every = config.train.log_every or default_log_every(config.train.epochs)
         # fixed-length data trains without the mask (same numbers, a simpler and faster
         # program); the saved model always has it, for variable-length input
         self.masked = data.variable_length
-        self.stream_seeds = list(dict.fromkeys(self.seeds))  # one data stream per distinct seed
-        self.sources = [data.source(config.train.batch_size, seed) for seed in self.stream_seeds]
-        self.validation = data.validation_batches()
+        self._set_streams(config.train.batch_size)
+        if self.members > 1:  # each member validates on its own fold
+            self.validation = data.fold_validation_batches(len(self.configs))
+        else:
+            self.validation = data.validation_batches()
         self.test = data.test_batches()
+        self.member_results: list[FitResult] = []  # the last fit's, one per engine copy
         source = self.sources[0]
         self.batch_shape = (source.batch_size, source.timesteps, data.spec.features)
         self.device = device = spread_over(device, config.train.devices, source.batch_size)
@@ -91,64 +97,86 @@ class TrainingSession:
         if device.devices > 1 and not self.offer.data_parallel:
             raise UsageError(f"the {self.offer.name} backend cannot split one run over several devices")
         trunk = _trunk(config, data, self.masked)
+        copies = len(self.copy_seeds)
         self.jit_compile = self.offer.always_xla or module.use_xla(
             config.train.jit_compile,
             device.kind,
             per_device,
             source.timesteps,
             trunk,
-            copies=len(configs),
+            copies=copies,
             total_steps=config.train.epochs * source.steps_per_epoch,
         )
         self.evaluation_xla = self.offer.always_xla or module.use_xla_in_evaluation(
-            config.train.jit_compile, self.jit_compile, device.kind, source.timesteps, len(configs)
+            config.train.jit_compile, self.jit_compile, device.kind, source.timesteps, copies
         )
         scan = module.time_loop(source.timesteps, self.jit_compile)
-        self.network = Network(trunk, _segments(configs), scan)
+        self.network = Network(trunk, _segments(self._copy_configs()), scan)
         program = Program(
             network=self.network,
             spec=data.spec,
             optimizer=optimizer_settings(config, source.steps_per_epoch),
             batch_shape=self.batch_shape,
-            copy_streams=tuple(self.stream_seeds.index(seed) for seed in self.seeds),
+            copy_streams=self._copy_streams(),
             steps_per_call=steps_per_call(
                 source.steps_per_epoch, self.log_every, *self.batch_shape, runs=len(self.sources)
             ),
             standardization=data.standardization,
             # copies stop apart: early stopping, or a refit's own number of epochs
-            freezable=len(configs) > 1 and (config.train.early_stopping.enabled or config.train.refit.enabled),
+            freezable=copies > 1 and (config.train.early_stopping.enabled or config.train.refit.enabled),
         )
         self.engine: Engine = module.engine_class(device.devices)(
             program,
-            seeds=self.seeds,
-            learning_rates=[c.train.learning_rate for c in configs],
+            seeds=self.copy_seeds,
+            learning_rates=[c.train.learning_rate for c in self._copy_configs()],
             jit_compile=self.jit_compile,
             device=device,
             evaluation_jit_compile=self.evaluation_xla,
         )
 
+    def _set_streams(self, batch_size: int) -> None:
+        """Each engine copy's seed (a run's, or its ensemble members' own) and one data source
+        per distinct (seed, member): copies of variants trained on the same seed share one."""
+        members = self.members
+        self.copy_folds = [fold for _ in self.seeds for fold in range(members)]
+        self.copy_seeds = [
+            member_seed(seed, fold) if members > 1 else seed for seed in self.seeds for fold in range(members)
+        ]
+        self.stream_keys = list(dict.fromkeys(zip(self.copy_seeds, self.copy_folds)))
+        self.sources = [
+            self.data.member_source(batch_size, seed, fold) if members > 1 else self.data.source(batch_size, seed)
+            for seed, fold in self.stream_keys
+        ]
+
+    def _copy_configs(self) -> list[Config]:
+        return [config for config in self.configs for _ in range(self.members)]
+
+    def _copy_streams(self) -> tuple[int, ...]:
+        return tuple(self.stream_keys.index(key) for key in zip(self.copy_seeds, self.copy_folds))
+
     def restart(self, configs: Sequence[Config], seeds: Sequence[int]) -> None:
         """Train other runs of the same structure (variants in the same order and numbers, as
         many data streams) with this session's compiled program: new seeds and learning rates."""
-        stream_seeds = list(dict.fromkeys(int(s) for s in seeds))
-        if len(configs) != self.copies or len(stream_seeds) != len(self.stream_seeds):
+        streams = len(self.sources)
+        if len(configs) != self.copies:
             raise ValueError("restart needs runs of the same structure")
-        self.configs, self.seeds, self.stream_seeds = list(configs), [int(s) for s in seeds], stream_seeds
-        self.sources = [self.data.source(configs[0].train.batch_size, seed) for seed in stream_seeds]
-        if tuple(stream_seeds.index(seed) for seed in self.seeds) != self.engine.program.copy_streams:
+        self.configs, self.seeds = list(configs), [int(s) for s in seeds]
+        self._set_streams(configs[0].train.batch_size)
+        if len(self.sources) != streams or self._copy_streams() != self.engine.program.copy_streams:
             raise ValueError("restart needs runs of the same structure")
-        self.engine.restart(self.seeds, [config.train.learning_rate for config in configs])
+        self.engine.restart(self.copy_seeds, [config.train.learning_rate for config in self._copy_configs()])
 
     @property
     def copies(self) -> int:
+        """Runs in this session (each of ``members`` engine copies)."""
         return len(self.configs)
 
     def variant(self, copy: int = 0) -> str:
         return model_variant_name(self.configs[copy].model)
 
     def source(self, copy: int = 0):
-        """The batch source of a run (its seed's data stream)."""
-        return self.sources[self.stream_seeds.index(self.seeds[copy])]
+        """The batch source of a run (its seed's data stream; an ensemble's first member's)."""
+        return self.sources[self._copy_streams()[copy * self.members]]
 
     def compile(self) -> float:
         return self.engine.compile(self.validation)
@@ -186,23 +214,46 @@ class TrainingSession:
         copy_epochs: Sequence[int] | None = None,
     ) -> list[FitResult]:
         """Train every run from ``start_epoch`` (resume: with each run's saved ``progress``,
-        which the loop updates in place so checkpoints can save it); one result per run.
-        ``copy_epochs``: each run's own last epoch (at most ``train.epochs``; a refit's)."""
+        which the loop updates in place so checkpoints can save it: one per engine copy); one
+        result per run (a k-fold ensemble's: :func:`ensemble_result` of its members, whose own
+        results are kept in :attr:`member_results`). ``copy_epochs``: each run's own last epoch
+        (at most ``train.epochs``; a refit's)."""
         plan = self.plan(start_epoch, copy_epochs)
-        return fit(self.engine, self.sources, plan, self.validation, callbacks, progress)
+        members = self.members
+        if members > 1 and callbacks is not None:  # the logged row: the mean of run 0's members
+            callbacks.log_copies = tuple(range(members))
+        results = fit(self.engine, self.sources, plan, self.validation, callbacks, progress)
+        self.member_results = results
+        if members == 1:
+            return results
+        return [ensemble_result(results[run * members : (run + 1) * members]) for run in range(self.copies)]
 
     def validation_scores(self):
-        """``(C, 2)``: every run's validation loss and accuracy with its current weights, or None."""
+        """``(C, 2)``: every run's validation loss and accuracy with its current weights, or
+        None; an ensemble's: its members', each on its own fold, pooled (out-of-fold scores)."""
+        if self.validation is None:
+            return None
+        totals = self.engine.evaluation_totals(self.validation)
+        return mean_scores(totals.reshape(self.copies, self.members, 3).sum(axis=1))
+
+    def member_validation_scores(self):
+        """``(C x members, 2)``: every member's scores on its own fold (each engine copy's)."""
         return self.engine.evaluate(self.validation) if self.validation is not None else None
 
     def test_scores(self):
-        """``(C, 2)``: every run's test loss and accuracy with its current weights, or None."""
-        return self.engine.evaluate(self.test) if self.test is not None else None
+        """``(C, 2)``: every run's test loss and accuracy with its current weights (an
+        ensemble's: its members' averaged probabilities), or None."""
+        return self.engine.evaluate(self.test, self.members) if self.test is not None else None
 
     def model_to_save(self, copy: int = 0):
-        """Run ``copy``'s trained weights in the plain Keras model (with the length mask)."""
+        """Run ``copy``'s trained weights in the plain Keras model (with the length mask); an
+        ensemble's members side by side, averaged by its ``ensemble`` layer."""
         model = self._keras_model(copy)
-        load_into(model, copy_weights(self.network, copy, self.engine.copy_parameters(copy)))
+        for member in range(self.members):
+            engine_copy = copy * self.members + member
+            weights = copy_weights(self.network, engine_copy, self.engine.copy_parameters(engine_copy))
+            prefix = member_prefix(member, self.members)
+            load_into(model, {prefix + name: arrays for name, arrays in weights.items()})
         return model
 
     def _keras_model(self, copy: int):
@@ -211,7 +262,9 @@ class TrainingSession:
         cached = getattr(self, "_built", None)
         if cached is None or cached[0] != (copy, settings):
             with for_backend().placed(self.device):
-                model = build_model(settings, self.data.spec, self.data.standardization, masked=True)
+                model = build_model(
+                    settings, self.data.spec, self.data.standardization, masked=True, members=self.members
+                )
             self._built = cached = ((copy, settings.model_copy()), model)
         return cached[1]
 
@@ -229,7 +282,8 @@ class TrainingSession:
         return {"layers": layers, "parameters": sum(layer["parameters"] for layer in layers)}
 
     def parameter_count(self, copy: int = 0) -> int:
-        return int(sum(array.size for array in self.engine.copy_parameters(copy)))
+        copies = range(copy * self.members, (copy + 1) * self.members)
+        return int(sum(array.size for member in copies for array in self.engine.copy_parameters(member)))
 
     def metrics(
         self,
@@ -255,6 +309,9 @@ class TrainingSession:
             }
         epochs_here = max(1, len(history))
         steps = self.sources[0].steps_per_epoch * epochs_here
+        folds = {}
+        if self.members > 1:
+            folds = {"folds": self.fold_summary(copy)}
         return {
             "variant": self.variant(copy),
             "seed": self.seeds[copy],
@@ -266,9 +323,10 @@ class TrainingSession:
                 "accuracy": history.accuracy[-1] if history.accuracy else None,
                 "val_loss": final_val[0],
                 "val_accuracy": final_val[1],
-                "validation_sequences": self.data.validation.size if self.data.validation is not None else 0,
+                "validation_sequences": self._validation_sequences(),
                 **test_metrics,
             },
+            **folds,
             "parameters": self.parameter_count(copy),
             "model": self.model_summary(copy),
             "device": {**self.device.to_dict(), "xla": self.jit_compile, "xla_evaluation": self.evaluation_xla},
@@ -282,6 +340,53 @@ class TrainingSession:
             "backend": backend.name(),
             "versions": backend.versions(),
         }
+
+    def _validation_sequences(self) -> int:
+        if self.members > 1:  # every training sequence validates one member
+            return self.data.train_size
+        return self.data.validation.size if self.data.validation is not None else 0
+
+    def fold_summary(self, copy: int = 0, scores=None) -> dict[str, Any]:
+        """An ensemble's members (after :meth:`fit`): folds, sequences, epochs and fold scores
+        (``scores``: :meth:`member_validation_scores`, when the caller has them already)."""
+        members, data = self.members, self.data
+        scores = scores if scores is not None else self.member_validation_scores()
+        rows = []
+        for fold in range(members):
+            engine_copy = copy * members + fold
+            result = self.member_results[engine_copy]
+            rows.append(
+                {
+                    "fold": fold,
+                    "seed": self.copy_seeds[engine_copy],
+                    "train_sequences": data.train_size - len(data.folds[fold]),
+                    "validation_sequences": len(data.folds[fold]),
+                    "epochs_run": result.epochs_run,
+                    "stopped": result.stopped,
+                    "best_epoch": result.best_epoch,
+                    "val_loss": float(scores[engine_copy, 0]) if scores is not None else None,
+                    "val_accuracy": float(scores[engine_copy, 1]) if scores is not None else None,
+                }
+            )
+        return {"k": members, "members": rows}
+
+
+def ensemble_result(members: Sequence[FitResult]) -> FitResult:
+    """A k-fold ensemble's run as one result: the members' mean history (see
+    :meth:`History.mean`), its longest member's epochs, interrupted if any was, stopped early
+    if all were; no best epoch (each member keeps its own)."""
+    stopped = [result.stopped for result in members]
+    if "interrupted" in stopped:
+        verdict = "interrupted"
+    else:
+        verdict = "early-stopping" if all(s == "early-stopping" for s in stopped) else None
+    return FitResult(
+        History.mean([result.history for result in members]),
+        max(result.epochs_run for result in members),
+        verdict,
+        None,
+        max(result.train_seconds for result in members),
+    )
 
 
 def _trunk(config: Config, data: TrainingData, masked: bool) -> Trunk:

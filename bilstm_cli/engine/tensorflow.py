@@ -151,16 +151,17 @@ class TensorFlowEngine(Engine):
 
         return call
 
-    def _compile_evaluation(self):
-        copies = self.program.copies
+    def _compile_evaluation(self, members: int = 1):
+        scored = self.program.copies // members
 
         def evaluation(params, data):
             steps = tf.shape(data[0])[0]
 
             def body(index, total):
-                return index + 1, total + self._evaluation_terms(params, *(array[index] for array in data))
+                batch = (array[index] for array in data)
+                return index + 1, total + self._evaluation_terms(params, *batch, members=members)
 
-            return tf.while_loop(lambda index, _: index < steps, body, (0, tf.zeros((copies, 3), tf.float32)))[1]
+            return tf.while_loop(lambda index, _: index < steps, body, (0, tf.zeros((scored, 3), tf.float32)))[1]
 
         compiled = tf.function(evaluation, jit_compile=self.evaluation_jit_compile, autograph=False)
 

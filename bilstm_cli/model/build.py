@@ -24,6 +24,7 @@ def build_model(
     spec: ModelSpec,
     standardization: tuple[np.ndarray, np.ndarray] | None = None,
     masked: bool = True,
+    members: int = 1,
 ) -> keras.Model:
     """Build an uncompiled model for the given settings.
 
@@ -35,6 +36,9 @@ def build_model(
             evaluate and predict without further bookkeeping.
         masked: mask steps beyond each sequence's length. Without it ``lengths`` is ignored,
             which is exact (and compiles faster) when every sequence has full length.
+        members: a k-fold ensemble's models (``train.folds``): that many towers side by side
+            (layers ``fold0_bilstm_0``, ``fold0_head``...) whose probabilities an ``Average``
+            layer named ``ensemble`` averages.
 
     Example:
         >>> model = build_model(ModelSettings(kind="bilstm", merge="sum"), ModelSpec(1, 2))
@@ -49,24 +53,36 @@ def build_model(
         hidden = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(hidden)
     if masked:
         hidden = LengthMask(name="length_mask")([hidden, lengths_input])
+    if members == 1:
+        output = _tower(settings, spec, hidden, "")
+    else:
+        towers = [_tower(settings, spec, hidden, member_prefix(member, members)) for member in range(members)]
+        output = keras.layers.Average(name="ensemble")(towers)
+    return keras.Model([x_input, lengths_input], output, name=model_variant_name(settings))
 
+
+def _tower(settings: ModelSettings, spec: ModelSpec, hidden, prefix: str):
+    """The recurrent layers and the head on ``hidden``; layer names start with ``prefix``."""
     for index in range(settings.layers):
         last = index == settings.layers - 1
         # the sequence task with 'last' pooling reads the final states of the last layer
         sequences = not last or spec.task == PER_STEP or settings.pooling == "mean"
-        hidden = _recurrent_layer(settings, sequences, index)(hidden)
+        hidden = _recurrent_layer(settings, sequences, index, prefix)(hidden)
         if settings.kind == "lstm" and settings.direction == "backward" and sequences:
-            hidden = ReverseTime(name=f"align_{index}")(hidden)
+            hidden = ReverseTime(name=f"{prefix}align_{index}")(hidden)
         if settings.dropout > 0:
-            hidden = keras.layers.Dropout(settings.dropout, name=f"dropout_{index}")(hidden)
+            hidden = keras.layers.Dropout(settings.dropout, name=f"{prefix}dropout_{index}")(hidden)
 
     if spec.task != PER_STEP and settings.pooling == "mean":
-        hidden = keras.layers.GlobalAveragePooling1D(name="mean_pool")(hidden)  # masked mean
+        hidden = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_pool")(hidden)  # masked mean
     if spec.binary:
-        output = keras.layers.Dense(1, activation="sigmoid", name="head")(hidden)
-    else:
-        output = keras.layers.Dense(spec.num_classes, activation="softmax", name="head")(hidden)
-    return keras.Model([x_input, lengths_input], output, name=model_variant_name(settings))
+        return keras.layers.Dense(1, activation="sigmoid", name=f"{prefix}head")(hidden)
+    return keras.layers.Dense(spec.num_classes, activation="softmax", name=f"{prefix}head")(hidden)
+
+
+def member_prefix(member: int, members: int) -> str:
+    """The layer-name prefix of a k-fold ensemble's member (none for a single model)."""
+    return f"fold{member}_" if members > 1 else ""
 
 
 CELL_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
@@ -78,9 +94,11 @@ def recurrent_layer_name(kind: str, cell: str, index: int) -> str:
     return f"{'bi' if kind == 'bilstm' else ''}{cell}_{index}"
 
 
-def _recurrent_layer(settings: ModelSettings, return_sequences: bool, index: int) -> keras.layers.Layer:
+def _recurrent_layer(
+    settings: ModelSettings, return_sequences: bool, index: int, prefix: str = ""
+) -> keras.layers.Layer:
     layer = getattr(keras.layers, CELL_LAYERS[settings.cell])
-    name = recurrent_layer_name(settings.kind, settings.cell, index)
+    name = prefix + recurrent_layer_name(settings.kind, settings.cell, index)
     if settings.kind == "bilstm":
         return keras.layers.Bidirectional(
             layer(settings.units, return_sequences=return_sequences), merge_mode=settings.merge, name=name

@@ -241,6 +241,10 @@ def scores(entry: RunEntry) -> dict[str, Any]:
             metrics.pop(noisy, None)
         if isinstance(metrics.get("device"), dict):
             metrics["device"] = {k: v for k, v in metrics["device"].items() if k != "names"}
+        folds = metrics.get("folds")
+        if isinstance(folds, dict) and isinstance(folds.get("members"), list):  # folds.fold0.best_epoch...
+            members = {f"fold{i}": member for i, member in enumerate(folds["members"]) if isinstance(member, dict)}
+            metrics["folds"] = {**{k: v for k, v in folds.items() if k != "members"}, **members}
         return flatten(metrics)
     flat: dict[str, Any] = {}
     for dataset in (entry.details.get("summary") or {}).get("datasets") or []:

@@ -81,7 +81,8 @@ def train_trial(
         return TrialOutcome("pruned", reported[-1][1], result.epochs_run, seconds, reported)
     if result.stopped == "interrupted":
         return TrialOutcome("interrupted", None, result.epochs_run, seconds, reported)
-    final = final_scores(result, None)
+    # a k-fold ensemble is scored out of fold: each member on the fold it did not train on
+    final = final_scores(result, None, session.validation_scores()[0] if session.members > 1 else None)
     score = final["accuracy"] if metric == "accuracy" else final["loss"]
     if score is None:
         return TrialOutcome("failed", None, result.epochs_run, seconds, reported, "no validation score")
