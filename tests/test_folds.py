@@ -21,12 +21,13 @@ SEQUENCES = 22
 FOLDS = 4
 
 
-def write_series(path, count: int, seed: int) -> None:
-    """``count`` short series of two classes (a level shift and noise), as a .ts file."""
+def write_series(path, count: int, seed: int, variable: bool = False) -> None:
+    """``count`` short series of two classes (a level shift and noise), as a .ts file; 3 to 6
+    steps each if ``variable``, else 6."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(count):
-        values = rng.normal(0.8 * (i % 2), 1.0, size=6)
+        values = rng.normal(0.8 * (i % 2), 1.0, size=int(rng.integers(3, 7)) if variable else 6)
         rows.append(",".join(f"{v:.3f}" for v in values) + f":{'ab'[i % 2]}")
     path.write_text("@problemName Small\n@univariate true\n@classLabel true a b\n@data\n" + "\n".join(rows) + "\n")
 
@@ -174,6 +175,9 @@ def test_the_recipe_trains_five_fold_ensembles_unless_a_split_or_file_is_given(f
     assert refit["train"]["folds"] == 0 and refit["train"]["refit"]["enabled"] is True
     split = yaml.safe_load(cli("config", "show", "--data", train, "--set", "data.validation_split=0.3").stdout)
     assert split["train"]["folds"] == 0
+    # restating the recipe's own refit setting (off) keeps the folds
+    off = yaml.safe_load(cli("config", "show", "--data", train, "--set", "train.refit.enabled=false").stdout)
+    assert off["train"]["folds"] == 5
 
 
 def test_folds_refuse_a_validation_file_too_few_sequences_and_the_refit(files, tmp_path, cli):
@@ -182,13 +186,38 @@ def test_folds_refuse_a_validation_file_too_few_sequences_and_the_refit(files, t
     assert both.exit_code == 2 and "cannot take a validation file" in both.stderr
     many = cli("train", "--data", train, "--set", "train.folds=20", "--set", "train.epochs=1", "--out", tmp_path / "b")
     assert many.exit_code == 0, many.stderr  # 22 sequences: 20 folds of 1-2
-    too_many = tmp_path / "three.ts"
-    write_series(too_many, 3, 1)
-    few = cli("train", "--data", too_many, "--set", "train.folds=4", "--out", tmp_path / "c")
-    assert few.exit_code != 0 and "needs at least 4 training sequences" in few.stderr
     refit = cli("train", "--data", train, "--set", "train.folds=3", "--set", "train.refit.enabled=true")
     assert refit.exit_code == 2 and "choose one" in refit.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_file_with_fewer_sequences_than_folds_gets_one_fold_each(tmp_path, cli):
+    """The recipe's 5 folds on a 4-series file: 4 members, each validated on one series."""
+    four = tmp_path / "four.ts"
+    write_series(four, 4, 1)
+    run = tmp_path / "run"
+    trained = cli("train", "--data", four, "--set", "train.epochs=3", "--set", "model.units=4", "--out", run)
+    assert trained.exit_code == 0, trained.stderr
+    assert "train.folds=5: one fold per sequence" in trained.output
+    members = json.loads((run / "metrics.json").read_text())["folds"]["members"]
+    assert [(m["train_sequences"], m["validation_sequences"]) for m in members] == [(3, 1)] * 4
+
+
+def test_folds_of_unequal_evaluation_steps_score_variable_length_mean_pooled_series(tmp_path, cli, monkeypatch):
+    """Folds whose validation needs different numbers of evaluation batches are padded with
+    filler steps; filler sequences have length 1, so a masked mean over them is not 0/0 (NaN)."""
+    from bilstm_cli.data import prepare
+
+    monkeypatch.setattr(prepare, "EVALUATION_BATCH", 5)  # folds of 5 series: 1 batch and a filler step; of 6: 2
+    data = tmp_path / "ragged.ts"
+    write_series(data, SEQUENCES, 7, variable=True)
+    run = tmp_path / "run"
+    args = ["--data", data, "--set", f"train.folds={FOLDS}", "--set", "model.pooling=mean", "--set", "train.epochs=3"]
+    trained = cli("train", *args, "--set", "model.units=4", "--out", run, "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    members = json.loads((run / "metrics.json").read_text())["folds"]["members"]
+    assert all(np.isfinite(m["val_loss"]) for m in members)
+    assert {m["validation_sequences"] for m in members} == {5, 6}
 
 
 def test_compare_scores_each_ensemble_out_of_fold_or_on_the_test_file(files, tmp_path, cli):
@@ -263,3 +292,21 @@ def test_a_streamed_file_trains_one_model_on_the_split_with_a_note(tmp_path, cli
     metrics = json.loads((run / "metrics.json").read_text())
     assert "folds" not in metrics  # one model, validated on the split (a streamed file's: whole chunks)
     assert 0 < metrics["final"]["validation_sequences"] < 300
+
+
+def test_a_comparisons_plan_counts_each_ensembles_members_against_runs_per_program(files):
+    """4 variants x 10 repeats of 5-fold ensembles, 20 models a program: 4 runs (20 models) per
+    job, one repeat of each variant, so 10 jobs; without folds 20 runs a job, 2 jobs."""
+    from bilstm_cli.compare.plan import comparison_datasets, plan_jobs, run_config, with_recipe
+    from bilstm_cli.config.resolve import resolve_config
+    from bilstm_cli.config.variants import parse_variants
+
+    for folds, expected_jobs, runs_per_job in ((5, 10, 4), (0, 2, 20)):
+        config = resolve_config(None, [f"train.folds={folds}"], {"data.train_path": str(files[0])})
+        datasets = [with_recipe(config, d) for d in comparison_datasets(config)]
+        variants = parse_variants(["bilstm-sum", "bilstm-mul", "bilstm-ave", "bilstm-concat"], None, [])
+        configs = {(d.name, v.name): run_config(config, d, v) for d in datasets for v in variants}
+        assert {c.train.folds for c in configs.values()} == {folds}
+        jobs = plan_jobs(configs, datasets, variants, 10, config.compare.runs_per_program)
+        assert len(jobs) == expected_jobs
+        assert all(sum(len(part.repeats) for part in job.parts) == runs_per_job for job in jobs)

@@ -116,6 +116,7 @@ def _setting(session: TrainingSession, config: Config) -> dict[str, Any]:
         "seed": config.train.seed,  # None: drawn when the real run starts
         "epochs": config.train.epochs,
         "early_stopping": config.train.early_stopping.enabled,
+        "folds": session.members if session.members > 1 else 0,  # a k-fold ensemble's members per run
         "steps_per_epoch": session.sources[0].steps_per_epoch,
         "batch_size": session.batch_shape[0],
         "log_every": session.log_every,

@@ -122,9 +122,14 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
             "(larger than data.memory_limit); one model, validated on data.validation_split"
         )
     if session.members > 1:
+        fewer = (
+            f" (train.folds={config.train.folds}: one fold per sequence)"
+            if session.members < config.train.folds
+            else ""
+        )
         reporter.message(
             f"k-fold ensemble: {session.members} models, each trained on all but one fold of "
-            f"{data.train_size} sequences and early-stopped on that fold"
+            f"{data.train_size} sequences and early-stopped on that fold{fewer}"
         )
     compile_seconds = session.compile()
     progress, start_epoch = [CopyProgress() for _ in range(session.members)], 0
@@ -142,8 +147,6 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
     refits = refit_applies(config)
     result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
     _write_history(run_dir, result.history)
-    if session.members > 1:
-        _write_member_histories(run_dir, progress)
     if not refits:
         return _save_outputs(run_dir, session, result, compile_seconds, started)
     selection = session.metrics(result, compile_seconds, time.perf_counter() - started)
@@ -237,10 +240,20 @@ def _finished_result(session: TrainingSession, progress: list[CopyProgress], epo
     return results[0] if len(results) == 1 else ensemble_result(results)
 
 
-def _write_member_histories(run_dir: Path, progress: list[CopyProgress]) -> None:
-    """``history-folds.csv``: every member's epochs, with its fold (history.csv has their mean)."""
-    rows = [(fold, *row) for fold, copy in enumerate(progress) for row in copy.history.rows()]
-    write_csv(run_dir / FOLD_HISTORY, ("fold", *History.COLUMNS), rows)
+def _write_histories(run_dir: Path, history: History, progress: list[CopyProgress], name: str) -> None:
+    """``name`` (history.csv, or the refit's) and, for a k-fold ensemble, ``history-folds.csv``:
+    every member's epochs with its fold (``history`` is their mean)."""
+    _write_history(run_dir, history, name)
+    if len(progress) > 1:
+        rows = [(fold, *row) for fold, copy in enumerate(progress) for row in copy.history.rows()]
+        write_csv(run_dir / FOLD_HISTORY, ("fold", *History.COLUMNS), rows)
+
+
+def _steps_in_progress(progress: list[CopyProgress], epoch: int) -> int:
+    """Steps trained of the epoch after ``epoch`` (a checkpoint taken part-way through it)."""
+    return max(
+        (copy.partial_steps for copy in progress if copy.stopped is None and copy.epochs_run == epoch), default=0
+    )
 
 
 REFIT = "refit"  # checkpoint meta "phase" of a run's refit
@@ -277,7 +290,7 @@ class _Run:
             progress_meta, best, partial = _progress_meta(progress, epoch)
             if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
                 # never replace the last good checkpoint with broken weights
-                if partial is not None and len(partial):  # part-way through epoch + 1: it broke them
+                if _steps_in_progress(progress, epoch):  # part-way through epoch + 1: it broke them
                     raise NonFiniteLoss(epoch + 1, current_history)
                 raise NonFiniteLoss(epoch, current_history.truncate(len(current_history) - 1))
             meta = {
@@ -314,8 +327,12 @@ class _Run:
         except Exception as exc:
             reporter.close()
             if isinstance(exc, NonFiniteLoss):
+                if len(progress) > 1:  # every member up to the last good epoch; their mean
+                    for copy in progress:
+                        copy.history = copy.history.truncate(min(len(copy.history), exc.epoch - 1))
+                    exc.history = History.mean([copy.history for copy in progress])
                 written = exc.history
-                _write_history(run_dir, exc.history, history_file)
+                _write_histories(run_dir, exc.history, progress, history_file)
                 good = _checkpoint_epoch(run_dir)
                 exc.message += f"; history saved up to epoch {exc.epoch - 1}" + (
                     f", last good checkpoint at epoch {good}" if good is not None else ""
@@ -328,17 +345,15 @@ class _Run:
         reporter.close()
 
         if result.stopped == "interrupted":
-            _write_history(run_dir, result.history, history_file)
-            if len(progress) > 1:
-                _write_member_histories(run_dir, progress)
+            _write_histories(run_dir, result.history, progress, history_file)
             checkpoint(result.epochs_run, result.history)
             raise Interrupted(
                 f"interrupted at epoch {result.epochs_run}/{config.train.epochs}"
                 f"{' of the refit' if meta_extra else ''}; checkpoint and history saved in {run_dir}",
                 f"resume with: bilstm train --resume {run_dir}",
             )
-        if finish:
-            _write_history(run_dir, result.history, history_file)
+        if finish:  # the histories before the finished checkpoint: a resume to write outputs has them
+            _write_histories(run_dir, result.history, progress, history_file)
             checkpoint(result.epochs_run, result.history, finished=True)
         return result
 

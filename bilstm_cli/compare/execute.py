@@ -89,9 +89,10 @@ def run_job(
     seconds = (time.perf_counter() - started) / len(results)  # each run's share of the wall time
     keep = config.compare.save_models != "none"
     ensembles = session.members > 1
-    validation = session.validation_scores() if keep or ensembles else None
-    member_scores = session.member_validation_scores() if ensembles else None
-    scores = (validation, tests) if keep else None  # once for all the kept models
+    validation = member_scores = None
+    if keep or ensembles:  # one evaluation for every run (and an ensemble's members)
+        validation, member_scores = session.all_validation_scores() or (None, None)
+    scores = (validation, tests, member_scores) if keep else None  # once for all the kept models
     copy = 0
     for part in job.parts:
         for repeat in part.repeats:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.program import program_key
-from ..config.recipe import file_recipe
+from ..config.recipe import file_recipe, wants_split
 from ..config.resolve import with_overrides
 from ..config.schema import Config, DatasetSpec
 from ..config.variants import Variant, flatten
@@ -88,7 +88,9 @@ def with_recipe(config: Config, dataset: DatasetSpec) -> DatasetSpec:
     ``--resume`` trains with exactly these values."""
     if dataset.train is None:
         return dataset
-    recipe = file_recipe(config._explicit, has_validation_file=dataset.val is not None or bool(config.data.val_path))
+    explicit = config._explicit
+    split = wants_split(explicit, config.train.refit.enabled, config.data.validation_split)
+    recipe = file_recipe(explicit, dataset.val is not None or bool(config.data.val_path), split)
     return dataset.model_copy(update={"settings": {**recipe, **flatten(dataset.settings)}})
 
 
@@ -128,7 +130,8 @@ def plan_jobs(
 
     Per dataset, variants with the same :func:`~bilstm_cli.config.program.program_key` share
     programs; their repeats are cut into blocks so that a job holds at most
-    ``runs_per_program`` runs (at least one repeat of every variant of the group).
+    ``runs_per_program`` models (at least one repeat of every variant of the group): runs, or
+    with ``train.folds`` k, k models per run (a k-fold ensemble's members train in its program).
 
     ``run_configs`` holds each (dataset, variant)'s config (see :func:`run_config`).
     """
@@ -138,7 +141,8 @@ def plan_jobs(
         for variant in variants:
             groups.setdefault(program_key(run_configs[(dataset.name, variant.name)]), []).append(variant)
         for members in groups.values():
-            block = max(1, runs_per_program // len(members))
+            folds = run_configs[(dataset.name, members[0].name)].train.folds
+            block = max(1, runs_per_program // (len(members) * max(1, folds)))
             for first in range(0, repeats, block):
                 block_repeats = list(range(first, min(first + block, repeats)))
                 jobs.append(Job(dataset, [Part(variant, block_repeats) for variant in members]))

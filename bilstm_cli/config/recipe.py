@@ -46,8 +46,12 @@ FILE_RECIPE: dict[str, Any] = {
 }
 
 
-def file_recipe(explicit: set[str] | frozenset[str], has_validation_file: bool) -> dict[str, Any]:
+def file_recipe(
+    explicit: set[str] | frozenset[str], has_validation_file: bool, wants_split: bool = False
+) -> dict[str, Any]:
     """The recipe's values for the keys not in ``explicit`` (key paths the user gave).
+    ``wants_split``: the user asked for a validation split (``data.validation_split`` > 0, or
+    the refit, which uses one), so no folds.
 
     Example:
         >>> file_recipe({"model.units"}, has_validation_file=True)["train.epochs"]
@@ -57,6 +61,16 @@ def file_recipe(explicit: set[str] | frozenset[str], has_validation_file: bool) 
     if has_validation_file:  # a validation file is the validation data: no split, no folds
         values.pop("data.validation_split", None)
         values.pop("train.folds", None)
-    if {"train.refit.enabled", "data.validation_split"} & set(explicit):
-        values.pop("train.folds", None)  # asked for a split (or the refit, which uses one): no folds
+    if wants_split:
+        values.pop("train.folds", None)
     return values
+
+
+def wants_split(explicit: set[str] | frozenset[str], refit: Any, validation_split: Any) -> bool:
+    """Whether the user's own settings ask for one model on a validation split: the refit
+    turned on, or a split given (turning the refit off, or restating it, does not)."""
+    asked_refit = "train.refit.enabled" in explicit and refit is True
+    asked_split = (
+        "data.validation_split" in explicit and isinstance(validation_split, (int, float)) and validation_split > 0
+    )
+    return asked_refit or asked_split

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .recipe import file_recipe
+from .recipe import file_recipe, wants_split
 from .schema import Config
 
 # ---------------------------------------------------------------------------- key paths
@@ -225,7 +225,11 @@ def resolve_config(
     data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
     if data.get("train_path") is not None:  # training reads a file: the dataset recipe fills the rest
         recipe: dict[str, Any] = {}
-        for path, value in file_recipe(explicit, data.get("val_path") is not None).items():
+        refit = (merged.get("train") or {}).get("refit") if isinstance(merged.get("train"), dict) else None
+        split = wants_split(
+            explicit, refit.get("enabled") if isinstance(refit, dict) else None, data.get("validation_split")
+        )
+        for path, value in file_recipe(explicit, data.get("val_path") is not None, split).items():
             recipe = deep_merge(recipe, nest(path, value))
         layers.insert(0, (recipe, _Source("the recipe for dataset files")))
         merged = deep_merge(recipe, merged)

@@ -268,7 +268,11 @@ class CompareConfig(Section):
         "auto", description="worker processes; auto = one per CPU core (never more than there are programs)"
     )
     runs_per_program: int = Field(
-        20, ge=1, le=10_000, description="runs trained together as one compiled program (fixed by the plan)"
+        20,
+        ge=1,
+        le=10_000,
+        description="models trained together as one compiled program (fixed by the plan): runs, or a "
+        "k-fold ensemble's k members per run",
     )
     executor: Executor = Field("local", description="where runs train: local processes or Ray")
     address: Optional[str] = Field(

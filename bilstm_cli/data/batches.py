@@ -58,11 +58,13 @@ class Batches:
         return self.x, self.lengths, self.y, self.mask, self.weight
 
     def padded_to(self, steps: int) -> Batches:
-        """The same batches followed by all-zero steps, for a fixed compiled shape."""
+        """The same batches followed by filler steps (zero inputs, labels and weights, length
+        1: a length of 0 would make a masked mean 0/0), for a fixed compiled shape."""
         missing = steps - self.steps
         if missing <= 0:
             return self
-        return Batches(*(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)]) for a in self.arrays()))
+        filler = Batches.zeros(missing, *self.x.shape[1:3], self.x.shape[3], self.y.shape[-1])
+        return Batches.concatenate([self, filler])
 
     @staticmethod
     def zeros(steps: int, batch: int, timesteps: int, features: int, positions: int) -> Batches:

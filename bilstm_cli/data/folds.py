@@ -12,6 +12,7 @@ class and fold sizes differ by at most one.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -25,11 +26,11 @@ MEMBER_SEEDS = 2**31  # members' seeds are drawn below this (TensorFlow's statel
 
 def stratified_folds(dataset: Dataset, folds: int, seed: int, path: str | None = None) -> list[np.ndarray]:
     """The sequences (sorted indices) of each of ``folds`` stratified folds of ``dataset``."""
-    if dataset.size < folds:
+    if dataset.size < max(2, folds):
         raise DataError(
-            f"{path or 'the training data'}: train.folds={folds} needs at least {folds} training sequences, "
-            f"there are {dataset.size}",
-            f"use fewer folds (--set train.folds={max(0, dataset.size)}) or none (--set train.folds=0)",
+            f"{path or 'the training data'}: train.folds={folds} needs at least {max(2, folds)} training "
+            f"sequences, there are {dataset.size}",
+            "use fewer folds or none (--set train.folds=0)",
         )
     strata = dataset.y if dataset.task != PER_STEP else np.where(dataset.step_mask(), dataset.y, -1).max(axis=1)
     rng = stream_rng(seed, SPLIT_STREAM)
@@ -60,7 +61,8 @@ class FoldSource:
     """Epochs over one member's training sequences in ``steps_per_epoch`` batches of
     ``batch_size`` slots (the members' shared layout), shuffled per epoch with the stream
     ``(seed, SHUFFLE, epoch)``. A member with fewer sequences than the slots spreads its
-    zero-weight filler over the epoch's batches instead of leaving a step empty."""
+    zero-weight filler over the epoch's batches (with batch size 1, a member one sequence
+    short has one all-filler step per epoch: a zero-gradient update)."""
 
     def __init__(
         self,
@@ -76,6 +78,8 @@ class FoldSource:
         self.seed = seed
         self.class_weights = class_weights
         self.timesteps = dataset.timesteps
+        self._kept: tuple[int, Batches] | None = None  # the epoch step_batches takes chunks from
+        self._lock = threading.Lock()  # the loop and its prefetch thread
 
     def _epoch(self, epoch: int) -> Batches:
         order = stream_rng(self.seed, SHUFFLE_STREAM, epoch).permutation(self.dataset.size)
@@ -91,15 +95,20 @@ class FoldSource:
         return Batches.concatenate([self._epoch(epoch) for epoch in range(start_epoch, stop_epoch)])
 
     def step_batches(self, epoch: int, start: int, stop: int) -> Batches:
-        return self._epoch(epoch).slice(start, stop)
+        """Steps ``start..stop-1`` of ``epoch``: the epoch is laid out once and kept while its
+        chunks are taken (a long epoch trains in several calls)."""
+        with self._lock:
+            if self._kept is None or self._kept[0] != epoch:
+                self._kept = None  # let the previous epoch go first
+                self._kept = (epoch, self._epoch(epoch))
+            return self._kept[1].slice(start, stop)
 
 
-def fold_validation(dataset: Dataset, folds: list[np.ndarray], runs: int, most_per_call: int) -> Batches:
-    """Every member's validation batches (its own fold) side by side: arrays
-    ``(steps, runs x k, batch, ...)``, member f of every run on fold f, so the engine scores
-    each member on its fold only, in one call."""
+def fold_validation(dataset: Dataset, folds: list[np.ndarray], most_per_call: int) -> Batches:
+    """Every fold's validation batches side by side: arrays ``(steps, k, batch, ...)``. The
+    engine scores member f of every run on fold f only (copy c on fold ``c % k``), in one call."""
     batch = min(most_per_call, max(len(fold) for fold in folds))
     parts = [make_batches(dataset.subset(fold), batch) for fold in folds]
     steps = max(part.steps for part in parts)
-    parts = [part.padded_to(steps) for part in parts] * runs
+    parts = [part.padded_to(steps) for part in parts]
     return Batches(*(np.stack(arrays, axis=1) for arrays in zip(*(part.arrays() for part in parts))))

@@ -58,9 +58,9 @@ class TrainingData:
         kept = np.setdiff1d(np.arange(self.train_dataset.size), self.folds[fold])
         return FoldSource(self.train_dataset.subset(kept), batch, steps, seed, self.class_weights)
 
-    def fold_validation_batches(self, runs: int) -> Batches:
-        """Each member's fold, for ``runs`` ensembles side by side (see :func:`fold_validation`)."""
-        return fold_validation(self.train_dataset, self.folds, runs, EVALUATION_BATCH)
+    def fold_validation_batches(self) -> Batches:
+        """Every fold, side by side: each member's validation (see :func:`fold_validation`)."""
+        return fold_validation(self.train_dataset, self.folds, EVALUATION_BATCH)
 
     def source(self, batch_size: int, seed: int) -> OnlineSource | DatasetSource | StreamSource:
         """The training batches of one run; the seed picks the sequences / the shuffles."""
@@ -219,8 +219,8 @@ def prepare_training_data(
             "check the label column, or add examples of the other classes",
         )
     fold_sets = None
-    if folds:
-        fold_sets = stratified_folds(train, folds, seed, data.train_path)
+    if folds:  # no more folds than sequences (a 4-series file: 4 folds of one)
+        fold_sets = stratified_folds(train, min(folds, train.size), seed, data.train_path)
     elif validation is None and data.validation_split > 0:
         train, validation = stratified_split(train, data.validation_split, seed)
     num_classes = train.num_classes

@@ -142,8 +142,8 @@ class Engine:
         raise NotImplementedError
 
     def _compile_evaluation(self, members: int = 1):
-        """A compiled ``(params, data) -> (C, 3)`` summing :meth:`_evaluation_terms` over the
-        shared batches ``data``."""
+        """A compiled ``(params, data) -> (C / members, 3)`` summing :meth:`_evaluation_terms`
+        over the batches ``data`` (shared, or one per fold; per ensemble when ``members`` > 1)."""
         raise NotImplementedError
 
     def _to_backend(self, tree):
@@ -214,15 +214,19 @@ class Engine:
 
     def _evaluation_terms(self, params, x, lengths, y, mask, members: int = 1):
         """(C, 3) on one batch (no dropout, no class weights): shared by every copy (``lengths``
-        ``(B,)``), or each copy's own (a leading copy axis: ``lengths`` ``(C, B)``, k-fold
-        validation). ``members`` > 1: every ``members`` consecutive copies are one ensemble,
-        scored on their averaged probabilities: ``(C / members, 3)``."""
+        ``(B,)``), or one per fold of a k-fold ensemble (a leading axis of k: ``lengths``
+        ``(k, B)``; copy c, member ``c % k`` of its run, on fold ``c % k``). ``members`` > 1:
+        every ``members`` consecutive copies are one ensemble, scored on their averaged
+        probabilities: ``(C / members, 3)``."""
         copies = self.program.copies
         if len(lengths.shape) == 1:
             x = ops.broadcast_to(x[None], (copies, *x.shape))
             lengths = ops.broadcast_to(lengths[None], (copies, *lengths.shape))
             y = ops.broadcast_to(y[None], (copies, *y.shape))
             mask = ops.broadcast_to(mask[None], (copies, *mask.shape))
+        else:  # each run's members on their folds, in order
+            folds = tuple(range(lengths.shape[0])) * (copies // lengths.shape[0])
+            x, lengths, y, mask = (_per_copy(a, folds) for a in (x, lengths, y, mask))
         network, standardization = self.program.network, self.program.standardization
         # an LSTM's gates as one sigmoid (see cells.LSTM.step): XLA runs that forward pass 1.7x faster
         fused = self.evaluation_jit_compile

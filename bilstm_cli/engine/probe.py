@@ -54,7 +54,7 @@ def measure(session, steps: int = PROBE_STEPS) -> Probe:
     plan = FitPlan(epochs=warm + epochs, log_every=window, start_epoch=warm)
     started = time.perf_counter()
     fit(session.engine, session.sources, plan, session.validation)
-    return Probe(compile_seconds, epochs, time.perf_counter() - started, session.copies)
+    return Probe(compile_seconds, epochs, time.perf_counter() - started, session.runs)
 
 
 def _measure_steps(session, compile_seconds: float, steps_per_epoch: int) -> Probe:
@@ -73,14 +73,15 @@ def _measure_steps(session, compile_seconds: float, steps_per_epoch: int) -> Pro
         return stop
 
     plan = FitPlan(epochs=1, log_every=1)
-    warm = [CopyProgress() for _ in range(session.copies)]
+    copies = session.engine.program.copies  # engine copies (a k-fold ensemble's members too)
+    warm = [CopyProgress() for _ in range(copies)]
     started[0] = time.perf_counter()
     fit(session.engine, session.sources, plan, None, FitCallbacks(should_stop=chunks_for(0.0)), warm)
-    timed = [CopyProgress() for _ in range(session.copies)]
+    timed = [CopyProgress() for _ in range(copies)]
     started[0] = time.perf_counter()
     results = fit(
         session.engine, session.sources, plan, None, FitCallbacks(should_stop=chunks_for(PROBE_SECONDS)), timed
     )
     seconds = time.perf_counter() - started[0]
     steps = results[0].epochs_run * steps_per_epoch + timed[0].partial_steps
-    return Probe(compile_seconds, steps / steps_per_epoch, seconds, session.copies)
+    return Probe(compile_seconds, steps / steps_per_epoch, seconds, session.runs)

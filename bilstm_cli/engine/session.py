@@ -59,7 +59,7 @@ class TrainingSession:
     Args:
         configs: each run's full config; all must share :func:`program_key`.
         seeds: each run's seed (its initial weights, data stream and dropout).
-        data: the prepared data (shared: the validation split comes from the first seed).
+        data: the prepared data (shared: the validation split or folds come from the first seed).
         device: the selected device (``train.devices`` spreads one run over several).
     """
 
@@ -78,7 +78,7 @@ class TrainingSession:
         self.masked = data.variable_length
         self._set_streams(config.train.batch_size)
         if self.members > 1:  # each member validates on its own fold
-            self.validation = data.fold_validation_batches(len(self.configs))
+            self.validation = data.fold_validation_batches()
         else:
             self.validation = data.validation_batches()
         self.test = data.test_batches()
@@ -158,7 +158,7 @@ class TrainingSession:
         """Train other runs of the same structure (variants in the same order and numbers, as
         many data streams) with this session's compiled program: new seeds and learning rates."""
         streams = len(self.sources)
-        if len(configs) != self.copies:
+        if len(configs) != self.runs:
             raise ValueError("restart needs runs of the same structure")
         self.configs, self.seeds = list(configs), [int(s) for s in seeds]
         self._set_streams(configs[0].train.batch_size)
@@ -167,8 +167,8 @@ class TrainingSession:
         self.engine.restart(self.copy_seeds, [config.train.learning_rate for config in self._copy_configs()])
 
     @property
-    def copies(self) -> int:
-        """Runs in this session (each of ``members`` engine copies)."""
+    def runs(self) -> int:
+        """Runs in this session (each is ``members`` engine copies)."""
         return len(self.configs)
 
     def variant(self, copy: int = 0) -> str:
@@ -226,19 +226,22 @@ class TrainingSession:
         self.member_results = results
         if members == 1:
             return results
-        return [ensemble_result(results[run * members : (run + 1) * members]) for run in range(self.copies)]
+        return [ensemble_result(results[run * members : (run + 1) * members]) for run in range(self.runs)]
 
     def validation_scores(self):
-        """``(C, 2)``: every run's validation loss and accuracy with its current weights, or
+        """``(runs, 2)``: every run's validation loss and accuracy with its current weights, or
         None; an ensemble's: its members', each on its own fold, pooled (out-of-fold scores)."""
+        scores = self.all_validation_scores()
+        return None if scores is None else scores[0]
+
+    def all_validation_scores(self):
+        """``(runs' scores (runs, 2), members' scores (runs x members, 2))`` from one
+        evaluation (each member on its own fold), or None without validation data."""
         if self.validation is None:
             return None
         totals = self.engine.evaluation_totals(self.validation)
-        return mean_scores(totals.reshape(self.copies, self.members, 3).sum(axis=1))
-
-    def member_validation_scores(self):
-        """``(C x members, 2)``: every member's scores on its own fold (each engine copy's)."""
-        return self.engine.evaluate(self.validation) if self.validation is not None else None
+        pooled = mean_scores(totals.reshape(self.runs, self.members, 3).sum(axis=1))
+        return pooled, mean_scores(totals)
 
     def test_scores(self):
         """``(C, 2)``: every run's test loss and accuracy with its current weights (an
@@ -294,9 +297,14 @@ class TrainingSession:
         scores: tuple[Any, Any] | None = None,
     ) -> dict[str, Any]:
         """What metrics.json records about a finished run. ``scores``: every run's validation
-        and test scores (``(C, 2)`` or None each), when the caller has them already."""
+        and test scores (``(runs, 2)`` or None each) and, for ensembles, the members' validation
+        scores (:meth:`all_validation_scores`), when the caller has them already."""
         history = result.history
-        validation, test = scores if scores is not None else (self.validation_scores(), self.test_scores())
+        if scores is None:
+            validation, member_scores = self.all_validation_scores() or (None, None)
+            test = self.test_scores()
+        else:
+            validation, test, member_scores = (*scores, None)[:3]
         final_val = (None, None)
         if validation is not None:
             final_val = tuple(float(v) for v in validation[copy])
@@ -311,7 +319,7 @@ class TrainingSession:
         steps = self.sources[0].steps_per_epoch * epochs_here
         folds = {}
         if self.members > 1:
-            folds = {"folds": self.fold_summary(copy)}
+            folds = {"folds": self.fold_summary(copy, member_scores)}
         return {
             "variant": self.variant(copy),
             "seed": self.seeds[copy],
@@ -348,9 +356,10 @@ class TrainingSession:
 
     def fold_summary(self, copy: int = 0, scores=None) -> dict[str, Any]:
         """An ensemble's members (after :meth:`fit`): folds, sequences, epochs and fold scores
-        (``scores``: :meth:`member_validation_scores`, when the caller has them already)."""
+        (``scores``: the members' of :meth:`all_validation_scores`, when the caller has them)."""
         members, data = self.members, self.data
-        scores = scores if scores is not None else self.member_validation_scores()
+        if scores is None:
+            scores = self.all_validation_scores()[1]
         rows = []
         for fold in range(members):
             engine_copy = copy * members + fold

@@ -36,6 +36,8 @@ def print_dry_run(plan: dict[str, Any], console: Console) -> None:
             f"  variants: {', '.join(plan['variants'])}",
         ]
     stopping = ", early stopping: may end sooner" if plan["early_stopping"] else ""
+    if plan.get("folds"):
+        stopping += f"; each run a {plan['folds']}-fold ensemble ({plan['folds']} models in its program)"
     lines += [
         f"{plan['backend']} on {plan['device']} (XLA {'on' if plan['xla'] else 'off'}), seed {seed}",
         f"{plan['epochs']} epochs x {plan['steps_per_epoch']} step(s) of batch {plan['batch_size']}, "
