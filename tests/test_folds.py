@@ -229,6 +229,8 @@ def test_compare_scores_each_ensemble_out_of_fold_or_on_the_test_file(files, tmp
     assert result.exit_code == 0, result.stderr
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "c" / "results" / "small").glob("*.json"))]
     assert len(records) == 4
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["datasets"][0]["out_of_fold"] is True  # the table says so, not "validation split"
     for record in records:
         members = record["folds"]["members"]
         assert record["folds"]["k"] == FOLDS and record["final"]["split"] == "validation"
@@ -245,6 +247,7 @@ def test_compare_scores_each_ensemble_out_of_fold_or_on_the_test_file(files, tmp
     assert compared.exit_code == 0, compared.stderr
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "t" / "results" / "small").glob("*.json")]
     assert record["final"]["split"] == "test"
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["datasets"][0]["out_of_fold"] is False
     trained = cli("train", *flags(train), "--set", f"data.test_path={test}", "--out", tmp_path / "r")
     assert trained.exit_code == 0, trained.stderr
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())

@@ -131,6 +131,8 @@ def summarize_dataset(name: str, results: dict[str, list[dict]], config: Config)
     return {
         "dataset": name,
         "split": split,
+        # k-fold ensembles without a test file: their validation scores are out of fold
+        "out_of_fold": split == "validation" and all("folds" in r for records in results.values() for r in records),
         "metric": f"final {split} {metric} ({'higher' if metric == 'accuracy' else 'lower'} is better)",
         "repeats": repeats,
         "epochs": epochs[0] if len(epochs) == 1 else epochs,

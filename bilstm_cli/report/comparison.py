@@ -108,7 +108,11 @@ def _print_dataset(dataset: dict, summary: dict, console: Console, wall_seconds,
     title = (
         (f"{dataset['dataset']}: " if several or dataset["dataset"] != "generated" else "")
         + f"{len(dataset['variants'])} variants x {repeats} paired repeats x {epochs_text} epochs, "
-        + f"scores on the {split} split"
+        + (
+            "scores out of fold (each ensemble member on the fold it did not train on)"
+            if dataset.get("out_of_fold")
+            else f"scores on the {split} split"
+        )
         + (f" ({seconds(wall_seconds)})" if wall_seconds is not None else "")
     )
     threshold = summary["accuracy_threshold"]
@@ -146,7 +150,9 @@ def _print_dataset(dataset: dict, summary: dict, console: Console, wall_seconds,
     console.print(table)
     metric = summary["metric"]
     notes = [
-        f"{split} loss / accuracy: final scores on the {split} split; ± is the half-width of the 95% t interval"
+        f"{split} loss / accuracy: final scores "
+        + ("out of fold" if dataset.get("out_of_fold") else f"on the {split} split")
+        + "; ± is the half-width of the 95% t interval"
         if repeats > 1
         else "one repeat: no confidence intervals and no test",
         "val loss AUC: mean validation loss over training (lower = learns faster)",
