@@ -146,9 +146,9 @@ def _train(config: Config, reporter: Reporter, out: str | None, resume: str | No
         reporter.message(f"resuming at epoch {start_epoch}/{config.train.epochs}{within}")
     refits = refit_applies(config)
     result = run.phase(session, progress, start_epoch, {}, events=True, finish=not refits)
-    _write_history(run_dir, result.history)
     if not refits:
         return _save_outputs(run_dir, session, result, compile_seconds, started)
+    _write_history(run_dir, result.history)  # the validation phase's (a finished phase wrote its own)
     selection = session.metrics(result, compile_seconds, time.perf_counter() - started)
     plot_history(result.history, run_dir / directory.PLOT, f"{session.variant()} (seed {seed}, validation phase)")
     chosen = refit_epochs(config, result.best_epoch, result.epochs_run)

@@ -8,6 +8,7 @@ data stream, dropout), learning rate, early stopping and history.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -221,7 +222,7 @@ class TrainingSession:
         plan = self.plan(start_epoch, copy_epochs)
         members = self.members
         if members > 1 and callbacks is not None:  # the logged row: the mean of run 0's members
-            callbacks.log_copies = tuple(range(members))
+            callbacks = dataclasses.replace(callbacks, log_copies=tuple(range(members)))
         results = fit(self.engine, self.sources, plan, self.validation, callbacks, progress)
         self.member_results = results
         if members == 1:
