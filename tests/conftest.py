@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -175,3 +176,14 @@ def stop_request_at(check: int, phase: int = 1) -> type:
             return self.phase == phase and self.checks == check
 
     return StopAt
+
+
+def write_series(path, count: int, seed: int, variable: bool = False) -> None:
+    """``count`` short series of two classes (a level shift and noise), as a .ts file; 3 to 6
+    steps each if ``variable``, else 6."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        values = rng.normal(0.8 * (i % 2), 1.0, size=int(rng.integers(3, 7)) if variable else 6)
+        rows.append(",".join(f"{v:.3f}" for v in values) + f":{'ab'[i % 2]}")
+    path.write_text("@problemName Small\n@univariate true\n@classLabel true a b\n@data\n" + "\n".join(rows) + "\n")

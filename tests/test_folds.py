@@ -15,21 +15,10 @@ from bilstm_cli.commands import train as train_command
 from bilstm_cli.data.folds import stratified_folds
 from bilstm_cli.data.io import read_dataset
 
-from .conftest import stop_request_at
+from .conftest import stop_request_at, write_series
 
 SEQUENCES = 22
 FOLDS = 4
-
-
-def write_series(path, count: int, seed: int, variable: bool = False) -> None:
-    """``count`` short series of two classes (a level shift and noise), as a .ts file; 3 to 6
-    steps each if ``variable``, else 6."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(count):
-        values = rng.normal(0.8 * (i % 2), 1.0, size=int(rng.integers(3, 7)) if variable else 6)
-        rows.append(",".join(f"{v:.3f}" for v in values) + f":{'ab'[i % 2]}")
-    path.write_text("@problemName Small\n@univariate true\n@classLabel true a b\n@data\n" + "\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from bilstm_cli.commands import train as train_command
 from bilstm_cli.data.io import read_dataset
 from bilstm_cli.data.prepare import stratified_split
 
-from .conftest import stop_request_at
+from .conftest import stop_request_at, write_series
 from .test_recipe import EXAMPLE_TRAIN
 
 SEQUENCES = 20
@@ -23,14 +23,8 @@ SEQUENCES = 20
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory):
     """20 short series of two classes (a level shift and noise): a small training set."""
-    rng = np.random.default_rng(4)
-    rows = []
-    for i in range(SEQUENCES):
-        label = "ab"[i % 2]
-        values = rng.normal(0.8 * (i % 2), 1.0, size=6)
-        rows.append(",".join(f"{v:.3f}" for v in values) + f":{label}")
     path = tmp_path_factory.mktemp("refit") / "small.ts"
-    path.write_text("@problemName Small\n@univariate true\n@classLabel true a b\n@data\n" + "\n".join(rows) + "\n")
+    write_series(path, SEQUENCES, 4)
     return path
 
 

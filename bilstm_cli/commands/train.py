@@ -23,6 +23,7 @@ from ..engine.session import TrainingSession, ensemble_result
 from ..errors import Interrupted, UsageError
 from ..fileio import atomic
 from ..fileio.files import write_csv, write_json
+from ..model.build import member_prefix
 from ..report.plots import plot_history
 from ..runs import directory
 from ..runs.checkpoint import load_checkpoint, load_checkpoint_with_best, load_partial_epoch, save_checkpoint
@@ -249,6 +250,11 @@ def _write_histories(run_dir: Path, history: History, progress: list[CopyProgres
         write_csv(run_dir / FOLD_HISTORY, ("fold", *History.COLUMNS), rows)
 
 
+def _run_history(progress: list[CopyProgress]) -> History:
+    """The run's history: its one copy's, or an ensemble's members' mean (see :meth:`History.mean`)."""
+    return progress[0].history if len(progress) == 1 else History.mean([copy.history for copy in progress])
+
+
 def _steps_in_progress(progress: list[CopyProgress], epoch: int) -> int:
     """Steps trained of the epoch after ``epoch`` (a checkpoint taken part-way through it)."""
     return max(
@@ -281,12 +287,11 @@ class _Run:
         """Train ``session`` from ``start_epoch`` with checkpoints (their meta with
         ``meta_extra``); the last checkpoint is marked finished when ``finish``."""
         run_dir, reporter, config = self.run_dir, self.reporter, session.configs[0]
-        history = progress[0].history if len(progress) == 1 else None
 
-        def checkpoint(epoch: int, current_history: History, finished: bool = False) -> None:
+        def checkpoint(epoch: int, _copy_history: History | None = None, finished: bool = False) -> None:
+            """(The loop passes copy 0's history; the run's comes from ``progress``.)"""
             state = session.engine.state()
-            if len(progress) > 1:  # an ensemble's: the members' mean (each member's is in the meta)
-                current_history = History.mean([copy.history for copy in progress])
+            current_history = _run_history(progress)  # an ensemble's: the members' mean (each is in the meta)
             progress_meta, best, partial = _progress_meta(progress, epoch)
             if not all(np.isfinite(value).all() for value in state if value.dtype.kind == "f"):
                 # never replace the last good checkpoint with broken weights
@@ -311,13 +316,12 @@ class _Run:
         def on_log(record) -> None:
             reporter.on_log(record)
             if log is not None:
-                logged = history if history is not None else History.mean([copy.history for copy in progress])
-                log.write_epochs(_columns(logged), record.epoch)
+                log.write_epochs(_columns(_run_history(progress)), record.epoch)
 
         if meta_extra and start_epoch == 0:
-            checkpoint(0, history)  # a run stopped before the phase's first checkpoint resumes it
+            checkpoint(0)  # a run stopped before the phase's first checkpoint resumes it
         reporter.start(start_epoch)
-        written = history if history is not None else History.mean([copy.history for copy in progress])
+        written = _run_history(progress)  # the epochs to put in the event files, however training ends
         try:
             with StopRequest(STOPPING) as stop:
                 # the early-stopping state comes in on resume, and the checkpoint callback saves it
@@ -330,7 +334,7 @@ class _Run:
                 if len(progress) > 1:  # every member up to the last good epoch; their mean
                     for copy in progress:
                         copy.history = copy.history.truncate(min(len(copy.history), exc.epoch - 1))
-                    exc.history = History.mean([copy.history for copy in progress])
+                    exc.history = _run_history(progress)
                 written = exc.history
                 _write_histories(run_dir, exc.history, progress, history_file)
                 good = _checkpoint_epoch(run_dir)
@@ -346,7 +350,7 @@ class _Run:
 
         if result.stopped == "interrupted":
             _write_histories(run_dir, result.history, progress, history_file)
-            checkpoint(result.epochs_run, result.history)
+            checkpoint(result.epochs_run)
             raise Interrupted(
                 f"interrupted at epoch {result.epochs_run}/{config.train.epochs}"
                 f"{' of the refit' if meta_extra else ''}; checkpoint and history saved in {run_dir}",
@@ -354,7 +358,7 @@ class _Run:
             )
         if finish:  # the histories before the finished checkpoint: a resume to write outputs has them
             _write_histories(run_dir, result.history, progress, history_file)
-            checkpoint(result.epochs_run, result.history, finished=True)
+            checkpoint(result.epochs_run, finished=True)
         return result
 
     def refit(self, selection: dict, checkpoint: tuple | None) -> TrainResult:
@@ -428,11 +432,13 @@ def _summary_line(summary: dict[str, Any]) -> str:
     def text(layer: dict, name: str) -> str:
         return f"{name} {layer['type']}" + (f" {layer['parameters']:,}" if layer["parameters"] else "")
 
-    shared = [text(layer, layer["name"]) for layer in summary["layers"] if not layer["name"].startswith("fold")]
-    member = [text(layer, layer["name"][6:]) for layer in summary["layers"] if layer["name"].startswith("fold0_")]
+    first = member_prefix(0, 2)  # the first member's layers stand for all of them
+    layers = summary["layers"]
+    shared = [text(layer, layer["name"]) for layer in layers if not layer["name"].startswith("fold")]
+    member = [text(layer, layer["name"][len(first) :]) for layer in layers if layer["name"].startswith(first)]
     if member:
-        members = sum(1 for layer in summary["layers"] if layer["name"].startswith("fold") and "head" in layer["name"])
-        shared.insert(len(shared) - 1, f"{members} x ({', '.join(member)})")
+        members = sum(1 for layer in layers if layer["name"].startswith("fold") and layer["name"].endswith("_head"))
+        shared.insert(len(shared) - 1, f"{members} x ({', '.join(member)})")  # before the ensemble layer
     return f"model: {', '.join(shared)}; {summary['parameters']:,} parameters"
 
 

@@ -225,10 +225,9 @@ def resolve_config(
     data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
     if data.get("train_path") is not None:  # training reads a file: the dataset recipe fills the rest
         recipe: dict[str, Any] = {}
-        refit = (merged.get("train") or {}).get("refit") if isinstance(merged.get("train"), dict) else None
-        split = wants_split(
-            explicit, refit.get("enabled") if isinstance(refit, dict) else None, data.get("validation_split")
-        )
+        train = merged.get("train") if isinstance(merged.get("train"), dict) else {}
+        refit = train.get("refit") if isinstance(train.get("refit"), dict) else {}
+        split = wants_split(explicit, refit.get("enabled"), data.get("validation_split"))
         for path, value in file_recipe(explicit, data.get("val_path") is not None, split).items():
             recipe = deep_merge(recipe, nest(path, value))
         layers.insert(0, (recipe, _Source("the recipe for dataset files")))

@@ -53,11 +53,8 @@ def build_model(
         hidden = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(hidden)
     if masked:
         hidden = LengthMask(name="length_mask")([hidden, lengths_input])
-    if members == 1:
-        output = _tower(settings, spec, hidden, "")
-    else:
-        towers = [_tower(settings, spec, hidden, member_prefix(member, members)) for member in range(members)]
-        output = keras.layers.Average(name="ensemble")(towers)
+    towers = [_tower(settings, spec, hidden, member_prefix(member, members)) for member in range(members)]
+    output = towers[0] if members == 1 else keras.layers.Average(name="ensemble")(towers)
     return keras.Model([x_input, lengths_input], output, name=model_variant_name(settings))
 
 
